@@ -1,0 +1,54 @@
+namespace KvmActors.Runtime.Kvm;
+
+/// <summary>A KVM virtual machine fd: memory slots, vCPU creation, irqchip and IRQ lines.</summary>
+public sealed class KvmVm : IDisposable
+{
+    private readonly SafeFd _fd;
+    public KvmSystem Kvm { get; }
+
+    internal KvmVm(KvmSystem kvm, SafeFd fd) { Kvm = kvm; _fd = fd; }
+
+    public unsafe void SetUserMemoryRegion(uint slot, ulong guestPhys, ulong size, nint hostAddress, bool readOnly)
+    {
+        var region = new KvmUserspaceMemoryRegion
+        {
+            Slot = slot, GuestPhysAddr = guestPhys, MemorySize = size, UserspaceAddr = (ulong)hostAddress,
+            Flags = readOnly ? KvmUserspaceMemoryRegion.FlagReadOnly : 0,
+        };
+        KvmCalls.Ioctl(_fd, KvmIoctls.SetUserMemoryRegion, &region, $"slot {slot} at 0x{guestPhys:x} size 0x{size:x}");
+    }
+
+    public int CheckExtension(KvmCap cap) => KvmCalls.Ioctl(_fd, KvmIoctls.CheckExtension, (nint)cap);
+
+    public void SetTssAddr(ulong address) => KvmCalls.Ioctl(_fd, KvmIoctls.SetTssAddr, (nint)address);
+
+    public unsafe void SetIdentityMapAddr(ulong address) => KvmCalls.Ioctl(_fd, KvmIoctls.SetIdentityMapAddr, &address);
+
+    public void CreateIrqchip() => KvmCalls.Ioctl(_fd, KvmIoctls.CreateIrqchip, 0);
+
+    public unsafe void CreatePit2()
+    {
+        var config = stackalloc byte[64];
+        new Span<byte>(config, 64).Clear();
+        KvmCalls.Ioctl(_fd, KvmIoctls.CreatePit2, config);
+    }
+
+    public unsafe void SetIrqLine(uint irq, bool level)
+    {
+        var l = new KvmIrqLevel { Irq = irq, Level = level ? 1u : 0u };
+        KvmCalls.Ioctl(_fd, KvmIoctls.IrqLine, &l, $"irq {irq}");
+    }
+
+    public KvmVcpu CreateVcpu(int id)
+    {
+        var fd = new SafeFd(KvmCalls.Ioctl(_fd, KvmIoctls.CreateVcpu, id, $"vcpu {id}"));
+        try
+        {
+            var run = SafeMapping.Shared(fd, (ulong)Kvm.VcpuMmapSize, $"kvm_run of vcpu {id}");
+            return new KvmVcpu(id, fd, run);
+        }
+        catch { fd.Dispose(); throw; }
+    }
+
+    public void Dispose() => _fd.Dispose();
+}

@@ -1,0 +1,67 @@
+using KvmActors.Runtime.Kvm;
+
+namespace KvmActors.Runtime.Vm;
+
+/// <summary>Why a VM ended.</summary>
+public enum VmEndReason
+{
+    /// <summary>The halt controller's policy was met (e.g. every vCPU executed HLT).</summary>
+    Halted,
+    /// <summary>The guest asked to end with a status of its own (e.g. through a debug-exit port).</summary>
+    GuestExit,
+    /// <summary>The guest asked for a reset (e.g. 0xFE to the keyboard controller).</summary>
+    ResetRequested,
+    /// <summary>The guest did something that cannot continue: triple fault, failed entry, emulation failure, strict-mode access.</summary>
+    GuestFailure,
+    /// <summary>Someone outside the guest asked the VM to stop.</summary>
+    StoppedOnRequest,
+    /// <summary>The host side failed: a setup error, or an actor that failed beyond its supervision policy.</summary>
+    Fault,
+}
+
+/// <summary>Registers, exit and instruction of a vCPU at a guest failure.</summary>
+public sealed record GuestFailureInfo(
+    int VcpuId,
+    string ExitReason,
+    string Explanation,
+    KvmRegs Registers,
+    KvmSregs SpecialRegisters,
+    string FaultingInstruction)
+{
+    public string Describe() => $"vcpu {VcpuId}: {ExitReason}: {Explanation}{Environment.NewLine}" +
+                                $"  instruction: {FaultingInstruction}{Environment.NewLine}" +
+                                RegisterDump.Format(Registers, SpecialRegisters);
+}
+
+/// <summary>What one vCPU did during the VM's life (collected when it stops).</summary>
+public sealed record VcpuSummary(
+    int VcpuId,
+    string ThreadName,
+    int NativeThreadId,
+    int DistinctThreadsSeen,
+    long Exits,
+    bool Halted,
+    KvmRegs? FinalRegisters,
+    IReadOnlyDictionary<string, long> ExitsByReason,
+    IReadOnlyDictionary<ushort, long> ExitsByPort);
+
+/// <summary>Sent by the VM actor to whoever started it, after every resource of the VM has been released.</summary>
+public sealed record VmEnded(
+    string VmName,
+    VmEndReason Reason,
+    string Detail,
+    int ExitStatus,
+    GuestFailureInfo? Failure,
+    IReadOnlyList<VcpuSummary> Vcpus)
+{
+    public override string ToString() => $"VM '{VmName}' ended: {Reason} ({Detail}), exit status {ExitStatus}";
+}
+
+/// <summary>Ask a VM to stop; it ends with <see cref="VmEndReason.StoppedOnRequest"/>.</summary>
+public sealed record StopVm(string Why = "stop requested");
+
+/// <summary>A device (or the halt controller) asks the VM to end.</summary>
+public sealed record RequestVmEnd(VmEndReason Reason, string Detail, int ExitStatus = 0);
+
+/// <summary>A device drives one of its interrupt lines.</summary>
+public sealed record SetIrqLine(int Line, bool Level, string DeviceName);
