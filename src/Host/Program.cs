@@ -7,7 +7,7 @@ using Serilog;
 using Serilog.Events;
 
 // kvmactors: stdout carries exactly the guest's serial output; everything else goes to stderr.
-return await Cli.Main(args);
+return await Cli.RunAsync(args);
 
 namespace KvmActors.Host
 {
@@ -18,7 +18,7 @@ namespace KvmActors.Host
 
     public static class Cli
     {
-        public static async Task<int> Main(string[] args)
+        public static async Task<int> RunAsync(string[] args)
         {
             if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
             {

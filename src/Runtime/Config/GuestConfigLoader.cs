@@ -239,6 +239,15 @@ public static class GuestConfigLoader
                         irqs.Add(ConfigNumbers.TryParse(s, out var irq) && irq < 256 ? (int)irq : throw Error(p + "irqs", $"'{s}' is not an IRQ line"));
                 var options = new DeviceOptions(d.HasPath("options") ? d.GetConfig("options") : null,
                     $"guest.devices.{dname}.options", file, baseDirectory);
+                foreach (var other in list)
+                {
+                    foreach (var r in ports)
+                        if (other.Ports.Any(o => o.Overlaps(r)))
+                            throw Error(p + "ports", $"{r} overlaps device '{other.Name}' ({other.Ports.First(o => o.Overlaps(r))}): devices '{other.Name}' and '{dname}' claim the same ports");
+                    foreach (var r in mmio)
+                        if (other.Mmio.Any(o => o.Overlaps(r)))
+                            throw Error(p + "mmio", $"{r} overlaps device '{other.Name}' ({other.Mmio.First(o => o.Overlaps(r))}): devices '{other.Name}' and '{dname}' claim the same addresses");
+                }
                 list.Add(new DeviceSpec(dname, type, ports, mmio, irqs, options));
             }
             return list;
@@ -272,8 +281,6 @@ public static class GuestConfigLoader
             public bool Open { get; init; }
             public Node Add(string key, Node? child = null) { Children[key] = child; return this; }
         }
-
-        private static Node Leaf => null!;
 
         private static Node CpuState()
         {

@@ -21,10 +21,7 @@ public sealed class VmActor : UntypedActor, IWithTimers
     private readonly VmSettings _settings;
     private readonly ILoggingAdapter _log = Context.GetLogger();
 
-    private KvmSystem? _kvm;
-    private KvmVm? _vm;
-    private GuestMemory? _memory;
-    private readonly List<KvmVcpu> _vcpus = new();
+    private Machine? _machine;
     private readonly Dictionary<IActorRef, int> _vcpuActors = new();
     private readonly Dictionary<int, int> _vcpuNativeThreads = new();
     private readonly Dictionary<IActorRef, string> _devices = new();
@@ -67,14 +64,8 @@ public sealed class VmActor : UntypedActor, IWithTimers
 
     private void Setup()
     {
-        _kvm = KvmSystem.Open(_settings.KvmDevice);
-        _vm = _kvm.CreateVm();
-        if (_vm.CheckExtension(KvmCap.SetTssAddr) > 0)
-            _vm.SetTssAddr(0xfffb_d000); // needed for real mode on Intel VMX; harmless elsewhere
-        _memory = GuestMemory.Create(_vm, _spec.Memory);
-        LoadImage();
-
-        var machine = new MachineInfo(_spec.VcpuCount, _memory.RamSize, _spec.Memory);
+        _machine = Machine.Create(_spec, _settings.KvmDevice);
+        var machine = _machine.Info;
         var registry = _settings.Registry;
         var portEntries = new List<PortBus.Entry>();
         var mmioEntries = new List<MmioBus.Entry>();
@@ -109,29 +100,14 @@ public sealed class VmActor : UntypedActor, IWithTimers
         Context.Watch(halt);
         _devices[halt] = "halt-controller";
 
-        for (var i = 0; i < _spec.VcpuCount; i++)
+        foreach (var vcpu in _machine.Vcpus)
         {
-            var vcpu = _vm.CreateVcpu(i);
-            _vcpus.Add(vcpu);
-            CpuState.Apply(vcpu, _spec, i);
-        }
-        foreach (var vcpu in _vcpus)
-        {
-            var setup = new VcpuSetup(vcpu, ports, mmio, halt, _memory, _spec.UnmappedIo, _settings.KickSignal);
+            var setup = new VcpuSetup(vcpu, ports, mmio, halt, _machine.Memory, _spec.UnmappedIo, _settings.KickSignal);
             var actor = Context.ActorOf(VcpuActor.Props(setup), $"vcpu-{vcpu.Id}");
             Context.Watch(actor);
             _vcpuActors[actor] = vcpu.Id;
         }
-        _log.Info("VM '{0}' started: {1} vCPU(s), {2} KiB RAM, {3} device(s)", _spec.Name, _spec.VcpuCount, _memory.RamSize / 1024, _spec.Devices.Count);
-    }
-
-    private void LoadImage()
-    {
-        var image = _spec.Image;
-        if (!_memory!.IsBacked(image.LoadAddress, (ulong)image.Bytes.Length))
-            throw new ConfigException(_spec.SourceFile, "guest.image.load-address",
-                $"image '{image.Origin}' ({image.Bytes.Length} bytes at 0x{image.LoadAddress:x}) does not fit in one memory region");
-        _memory.Write(image.LoadAddress, image.Bytes);
+        _log.Info("VM '{0}' started: {1} vCPU(s), {2} KiB RAM, {3} device(s)", _spec.Name, _spec.VcpuCount, machine.RamSize / 1024, _spec.Devices.Count);
     }
 
     protected override void OnReceive(object message)
@@ -159,8 +135,8 @@ public sealed class VmActor : UntypedActor, IWithTimers
                         u.IsWrite ? "dropped" : "reads all ones");
                 break;
             case SetIrqLine irq:
-                // No in-kernel irqchip yet: the line change is recorded in the log only.
-                _log.Debug("device {0} set IRQ {1} {2} (no irqchip: no-op)", irq.DeviceName, irq.Line, irq.Level ? "high" : "low");
+                if (_machine?.SetIrqLine(irq.Line, irq.Level) != true)
+                    _log.Debug("device {0} set IRQ {1} {2} (no irqchip: no-op)", irq.DeviceName, irq.Line, irq.Level ? "high" : "low");
                 break;
             case VcpuStopped stopped:
                 _summaries[stopped.Summary.VcpuId] = stopped.Summary;
@@ -225,7 +201,7 @@ public sealed class VmActor : UntypedActor, IWithTimers
 
     private void Kick(int vcpuId)
     {
-        var vcpu = _vcpus.FirstOrDefault(v => v.Id == vcpuId);
+        var vcpu = _machine?.Vcpus.FirstOrDefault(v => v.Id == vcpuId);
         if (vcpu is null) return;
         VcpuKick.Kick(vcpu, _vcpuNativeThreads.GetValueOrDefault(vcpuId), _settings.KickSignal);
     }
@@ -233,11 +209,7 @@ public sealed class VmActor : UntypedActor, IWithTimers
     protected override void PostStop()
     {
         // Children are stopped by now; release the kernel objects in reverse order of creation.
-        foreach (var v in _vcpus) v.Dispose();
-        _vcpus.Clear();
-        _memory?.Dispose();
-        _vm?.Dispose();
-        _kvm?.Dispose();
+        _machine?.Dispose();
         var end = _end ?? (VmEndReason.Fault, "the VM actor stopped unexpectedly", 1, null);
         var summaries = _summaries.Values.OrderBy(s => s.VcpuId).ToList();
         _owner.Tell(new VmEnded(_spec.Name, end.Reason, end.Detail, end.Status, end.Failure, summaries));

@@ -1,0 +1,103 @@
+using Iced.Intel;
+using static Iced.Intel.AssemblerRegisters;
+
+namespace KvmActors.Tests.Support;
+
+/// <summary>Test guests assembled with Iced (no external assembler at test time).</summary>
+public static class Guests
+{
+    /// <summary>The seed's 12 bytes: dx=0x3f8; al+=bl; al+='0'; out; al='\n'; out; hlt.</summary>
+    public static readonly byte[] Seed = Convert.FromHexString("baf80300d80430eeb00aeef4");
+
+    public static string Hex(byte[] bytes) => string.Join(" ", bytes.Select(b => b.ToString("x2")));
+
+    public static byte[] Assemble(int bitness, ulong origin, Action<Assembler> body)
+    {
+        var a = new Assembler(bitness);
+        body(a);
+        using var ms = new MemoryStream();
+        a.Assemble(new StreamCodeWriter(ms), origin);
+        return ms.ToArray();
+    }
+
+    /// <summary>
+    /// Real mode, at 0x1000: every vCPU takes a spinlock at 0x2000 (xchg is atomic), prints
+    /// "hello from vCPU N\n" through COM1 polling LSR.THRE before each byte (N = '0' + SI), releases the
+    /// lock and halts. Each vCPU needs its own SP (the config gives it) for the call to putc.
+    /// </summary>
+    public static byte[] SmpHello()
+    {
+        // The message follows the code: assemble once to learn the code's length (mov bx, imm16 has a
+        // fixed size, so the second pass has the same length).
+        var length = SmpHelloCode(0).Length;
+        var message = (ushort)(0x1000 + length);
+        return [.. SmpHelloCode(message), .. "hello from vCPU \0"u8];
+    }
+
+    private static byte[] SmpHelloCode(ushort message) =>
+        Assemble(16, 0x1000, a =>
+        {
+            var spin = a.CreateLabel();
+            var loop = a.CreateLabel();
+            var index = a.CreateLabel();
+            var putc = a.CreateLabel();
+            var wait = a.CreateLabel();
+            a.Label(ref spin);
+            a.mov(al, 1);
+            a.xchg(__byte_ptr[0x2000], al);
+            a.test(al, al);
+            a.jnz(spin);
+            a.mov(bx, message);
+            a.Label(ref loop);
+            a.mov(al, __byte_ptr[bx]);
+            a.test(al, al);
+            a.jz(index);
+            a.call(putc);
+            a.inc(bx);
+            a.jmp(loop);
+            a.Label(ref index);
+            a.mov(ax, si);
+            a.add(al, (byte)'0');
+            a.call(putc);
+            a.mov(al, 10);
+            a.call(putc);
+            a.mov(__byte_ptr[0x2000], 0);
+            a.hlt();
+            a.Label(ref putc);
+            a.mov(ah, al);
+            a.mov(dx, 0x3fd);
+            a.Label(ref wait);
+            a.@in(al, dx);
+            a.test(al, 0x20);
+            a.jz(wait);
+            a.mov(dx, 0x3f8);
+            a.mov(al, ah);
+            a.@out(dx, al);
+            a.ret();
+        });
+
+    /// <summary>Real mode: reads <paramref name="port"/> (16 bits wide), writes both bytes to COM1's data port, halts.</summary>
+    public static byte[] EchoPortWord(ushort port) => Assemble(16, 0x1000, a =>
+    {
+        a.mov(dx, port);
+        a.@in(ax, dx);
+        a.mov(dx, 0x3f8);
+        a.@out(dx, al);
+        a.mov(al, ah);
+        a.@out(dx, al);
+        a.hlt();
+    });
+
+    /// <summary>Real mode: reads <paramref name="port"/> (a byte), writes it to COM1's data port, halts.</summary>
+    public static byte[] EchoPortByte(ushort port) => Assemble(16, 0x1000, a =>
+    {
+        a.mov(dx, port);
+        a.@in(al, dx);
+        a.mov(dx, 0x3f8);
+        a.@out(dx, al);
+        a.hlt();
+    });
+
+    /// <summary>Spins forever without an exit: jmp $.</summary>
+    public static readonly byte[] Spin = [0xeb, 0xfe];
+}
