@@ -42,7 +42,10 @@ public static class GuestConfigLoader
         }
         var defaults = KvmActorsConfig.Reference.GetConfig("kvmactors.guest-defaults");
         var guest = merged.HasPath("guest") ? merged.GetConfig("guest").WithFallback(defaults) : defaults;
-        return new Binder(guest, sourceFile, baseDirectory).Bind();
+        var runtime = merged.HasPath("kvmactors")
+            ? merged.GetConfig("kvmactors").Root.AtKey("kvmactors")
+            : Akka.Configuration.Config.Empty;
+        return new Binder(guest, sourceFile, baseDirectory).Bind() with { RuntimeConfig = runtime };
     }
 
     /// <summary>Each <c>key=value</c> is a HOCON line; keys are guest-file paths like <c>guest.vcpus</c>.</summary>
@@ -107,9 +110,8 @@ public static class GuestConfigLoader
 
             var memory = BindMemory();
             var image = BindImage();
-            var mode = Str(guest, "cpu.mode", "");
-            if (mode is not ("real"))
-                throw Error("cpu.mode", $"'{mode}' is not supported (known: real)");
+            var platform = Boot.PlatformConfig.Bind(guest, file, baseDirectory, vcpus, memory, image);
+            var mode = platform.ModeName;
             var cpu = BindCpuState(guest.GetConfig("cpu"), "cpu.");
             var overrides = new Dictionary<int, CpuStateSpec>();
             if (guest.HasPath("vcpu-overrides"))
@@ -136,7 +138,77 @@ public static class GuestConfigLoader
                 Name = name, SourceFile = file, BaseDirectory = baseDirectory, VcpuCount = vcpus, Memory = memory,
                 Image = image, CpuMode = mode, Cpu = cpu, VcpuOverrides = overrides, Devices = devices,
                 HaltPolicy = halt, UnmappedIo = unmapped, Raw = guest,
+                VcpuSupervision = BindSupervision("vcpu"), DeviceSupervision = BindSupervision("device"),
+                VcpuFaults = BindVcpuFaults(vcpus), DeviceFaults = BindDeviceFaults(devices),
+                Platform = platform,
             };
+        }
+
+        private SupervisionPolicy BindSupervision(string kind)
+        {
+            var p = $"supervision.{kind}.";
+            var c = guest.GetConfig($"supervision.{kind}");
+            var directive = Str(c, "directive", p) switch
+            {
+                "restart" => SupervisionDirective.Restart,
+                "stop-vm" => SupervisionDirective.StopVm,
+                "escalate" => SupervisionDirective.Escalate,
+                var other => throw Error(p + "directive", $"'{other}' is not a directive (restart, stop-vm, escalate)"),
+            };
+            var max = (int)Num(c, "max-restarts", p, 1_000_000);
+            return new SupervisionPolicy(directive, max, Duration(c, "within", p));
+        }
+
+        private TimeSpan Duration(Akka.Configuration.Config c, string key, string prefix)
+        {
+            try { return c.GetTimeSpan(key, null, allowInfinite: false); }
+            catch (Exception e) { throw Error(prefix + key, $"'{Str(c, key, prefix)}' is not a duration (e.g. 50ms, 10s): {e.Message}"); }
+        }
+
+        private bool Bool(Akka.Configuration.Config c, string key, string prefix) => Str(c, key, prefix) switch
+        {
+            "true" or "on" or "yes" => true,
+            "false" or "off" or "no" => false,
+            var other => throw Error(prefix + key, $"'{other}' is not a boolean"),
+        };
+
+        private Dictionary<int, VcpuFaults> BindVcpuFaults(int vcpus)
+        {
+            var result = new Dictionary<int, VcpuFaults>();
+            if (!guest.HasPath("faults.vcpus")) return result;
+            var fc = guest.GetConfig("faults.vcpus");
+            foreach (var key in Keys(fc))
+            {
+                var p = $"faults.vcpus.{key}.";
+                if (!int.TryParse(key, NumberStyles.None, CultureInfo.InvariantCulture, out var idx) || idx >= vcpus)
+                    throw Error($"faults.vcpus.{key}", $"must be a vCPU index 0..{vcpus - 1}");
+                var c = fc.GetConfig(key);
+                result[idx] = new VcpuFaults(
+                    c.HasPath("throw-after-exits") ? (long)Num(c, "throw-after-exits", p) : 0,
+                    c.HasPath("kvm-run-errno") ? (int)Num(c, "kvm-run-errno", p, 4095) : 0,
+                    c.HasPath("kvm-run-errno-after-exits") ? (long)Num(c, "kvm-run-errno-after-exits", p) : 0,
+                    c.HasPath("repeat") && Bool(c, "repeat", p));
+            }
+            return result;
+        }
+
+        private Dictionary<string, DeviceFaults> BindDeviceFaults(List<DeviceSpec> devices)
+        {
+            var result = new Dictionary<string, DeviceFaults>();
+            if (!guest.HasPath("faults.devices")) return result;
+            var fc = guest.GetConfig("faults.devices");
+            foreach (var name in Keys(fc))
+            {
+                var p = $"faults.devices.{name}.";
+                if (devices.All(d => d.Name != name))
+                    throw Error($"faults.devices.{name}", $"no device '{name}' (devices: {string.Join(", ", devices.Select(d => d.Name))})");
+                var c = fc.GetConfig(name);
+                result[name] = new DeviceFaults(
+                    c.HasPath("throw-on-access") ? (long)Num(c, "throw-on-access", p) : 0,
+                    c.HasPath("repeat") && Bool(c, "repeat", p),
+                    c.HasPath("reply-delay") ? Duration(c, "reply-delay", p) : TimeSpan.Zero);
+            }
+            return result;
         }
 
         private List<MemoryRegionSpec> BindMemory()
@@ -169,7 +241,8 @@ public static class GuestConfigLoader
         private ImageSpec BindImage()
         {
             var format = Str(guest, "image.format", "");
-            if (format is not "flat") throw Error("image.format", $"'{format}' is not supported (known: flat)");
+            if (!Boot.PlatformConfig.Formats.Contains(format))
+                throw Error("image.format", $"'{format}' is not a format ({string.Join(", ", Boot.PlatformConfig.Formats)})");
             var load = Num(guest, "image.load-address", "");
             var hasFile = guest.HasPath("image.file");
             var hasInline = guest.HasPath("image.inline");
@@ -297,18 +370,27 @@ public static class GuestConfigLoader
         private static Node BuildGuest()
         {
             var cpu = CpuState().Add("mode");
+            var policy = new Node().Add("directive").Add("max-restarts").Add("within");
+            var vcpuFaults = new Node().Add("throw-after-exits").Add("kvm-run-errno").Add("kvm-run-errno-after-exits").Add("repeat");
+            var deviceFaults = new Node().Add("throw-on-access").Add("repeat").Add("reply-delay");
             var device = new Node().Add("type").Add("ports").Add("mmio").Add("irqs").Add("enabled")
                 .Add("options", new Node { Open = true });
             return new Node()
-                .Add("name").Add("vcpus").Add("halt-policy").Add("unmapped-io")
-                .Add("memory", new Node().Add("name").Add("address").Add("size").Add("read-only"))
-                .Add("image", new Node().Add("file").Add("inline").Add("load-address").Add("format"))
+                .Add("name").Add("vcpus").Add("halt-policy").Add("unmapped-io").Add("irqchip")
+                .Add("memory", new Node().Add("name").Add("address").Add("size").Add("read-only").Add("file").Add("inline"))
+                .Add("image", new Node().Add("file").Add("inline").Add("load-address").Add("format").Add("cmdline")
+                    .Add("modules", new Node().Add("file").Add("inline").Add("cmdline")))
+                .Add("cpuid", new Node().Add("mask"))
                 .Add("cpu", cpu)
                 .Add("vcpu-overrides", new Node { Any = CpuState() })
-                .Add("devices", new Node { Any = device });
+                .Add("devices", new Node { Any = device })
+                .Add("supervision", new Node().Add("vcpu", policy).Add("device", policy))
+                .Add("faults", new Node().Add("vcpus", new Node { Any = vcpuFaults }).Add("devices", new Node { Any = deviceFaults }));
         }
 
-        private static readonly Node Root = new Node().Add("guest", Guest);
+        // A guest file may also tune the runtime (kvmactors { devices.plugin-directories = [...] });
+        // those keys are checked against reference.conf by the runtime, not here.
+        private static readonly Node Root = new Node().Add("guest", Guest).Add("kvmactors", new Node { Open = true });
 
         public static void Check(Akka.Configuration.Config config, string file) => Walk(config.Root, Root, "", file);
 

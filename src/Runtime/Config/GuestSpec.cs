@@ -49,6 +49,16 @@ public sealed record GuestSpec
     public required IReadOnlyList<DeviceSpec> Devices { get; init; }
     public required string HaltPolicy { get; init; }
     public required UnmappedAccessPolicy UnmappedIo { get; init; }
+    public SupervisionPolicy VcpuSupervision { get; init; } = SupervisionPolicy.Default;
+    public SupervisionPolicy DeviceSupervision { get; init; } = SupervisionPolicy.Default;
+    /// <summary>Injected faults by vCPU index (none unless the config asks).</summary>
+    public IReadOnlyDictionary<int, VcpuFaults> VcpuFaults { get; init; } = new Dictionary<int, VcpuFaults>();
+    /// <summary>Injected faults by device name (none unless the config asks).</summary>
+    public IReadOnlyDictionary<string, DeviceFaults> DeviceFaults { get; init; } = new Dictionary<string, DeviceFaults>();
+    /// <summary>How the guest boots: CPU mode, image format, irqchip, CPUID mask, Multiboot command line and modules.</summary>
+    public Boot.PlatformSpec Platform { get; init; } = Boot.PlatformSpec.Default;
+    /// <summary>Runtime settings the guest file or --set gave (a <c>kvmactors { }</c> block), for the actor system's config.</summary>
+    public Akka.Configuration.Config RuntimeConfig { get; init; } = Akka.Configuration.Config.Empty;
     /// <summary>The whole merged guest block, for settings bound elsewhere (supervision, faults).</summary>
     public required Akka.Configuration.Config Raw { get; init; }
 }

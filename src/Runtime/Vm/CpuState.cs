@@ -1,17 +1,62 @@
+using KvmActors.Runtime.Boot;
 using KvmActors.Runtime.Config;
 using KvmActors.Runtime.Kvm;
 
 namespace KvmActors.Runtime.Vm;
 
-/// <summary>Puts a vCPU into the entry state the guest config asks for (shared values, then the vCPU's overrides).</summary>
+/// <summary>
+/// Puts a vCPU into its entry state: the CPU mode's state (<see cref="CpuSetup.EntrySregs"/>) at the image's entry
+/// point with the boot stack, then the registers and segments of the guest config (shared values, then the vCPU's
+/// overrides) on top.
+/// </summary>
 public static class CpuState
 {
-    public static void Apply(KvmVcpu vcpu, GuestSpec spec, int index)
+    /// <summary>
+    /// The general registers a vCPU starts with in <paramref name="mode"/>: RIP at <paramref name="entry"/>
+    /// (real mode: IP, with CS set by <see cref="EntrySregs"/>), RSP at <see cref="BootLayout.BootStackTop"/>,
+    /// RFLAGS 0x2, everything else 0 except what <paramref name="rax"/>/<paramref name="rbx"/> give (Multiboot).
+    /// </summary>
+    public static KvmRegs EntryRegs(CpuMode mode, ulong entry, ulong rax = 0, ulong rbx = 0)
     {
-        var sregs = vcpu.GetSregs();
-        SetRealMode(ref sregs);
+        var rip = mode == CpuMode.Real ? RealModeCsIp(entry).Ip : entry;
+        return CpuSetup.EntryRegs(rip, BootLayout.BootStackTop, rax, rbx);
+    }
+
+    /// <summary>
+    /// Real mode reaches 1 MiB + 64 KiB - 16 at most: an entry below 64 KiB runs with CS = 0 and IP = entry;
+    /// higher ones with CS = entry >> 4 and IP = entry &amp; 0xf.
+    /// </summary>
+    public static (ushort Cs, ushort Ip) RealModeCsIp(ulong entry)
+    {
+        if (entry <= 0xffff) return (0, (ushort)entry);
+        if (entry >= 0x100000)
+            throw new BootSetupException($"a real-mode entry point must lie below 1 MiB (got 0x{entry:x})");
+        return ((ushort)(entry >> 4), (ushort)(entry & 0xf));
+    }
+
+    /// <summary>The special registers for <paramref name="mode"/>, starting from the vCPU's current ones; real mode gets CS for the entry.</summary>
+    public static KvmSregs EntrySregs(in KvmSregs current, CpuMode mode, ulong entry)
+    {
+        var s = CpuSetup.EntrySregs(current, mode);
+        if (mode == CpuMode.Real)
+        {
+            var cs = RealModeCsIp(entry).Cs;
+            s.Cs.Selector = cs;
+            s.Cs.Base = (ulong)cs << 4;
+        }
+        return s;
+    }
+
+    /// <summary>
+    /// Enter <paramref name="mode"/> with <paramref name="entryRegs"/> and apply the config's registers and segments
+    /// for vCPU <paramref name="index"/>. The boot tables must already be in memory and the vCPU's CPUID set
+    /// (KVM refuses EFER.LME to a vCPU whose CPUID lacks long mode).
+    /// </summary>
+    public static void Apply(KvmVcpu vcpu, GuestSpec spec, int index, CpuMode mode, ulong entry, in KvmRegs entryRegs)
+    {
+        var sregs = EntrySregs(vcpu.GetSregs(), mode, entry);
+        var regs = entryRegs;
         ApplySegments(ref sregs, spec.Cpu.Segments);
-        var regs = new KvmRegs { Rflags = 0x2 };
         ApplyRegisters(ref regs, spec.Cpu.Registers);
         if (spec.VcpuOverrides.TryGetValue(index, out var own))
         {
@@ -20,19 +65,6 @@ public static class CpuState
         }
         vcpu.SetSregs(sregs);
         vcpu.SetRegs(regs);
-    }
-
-    /// <summary>Real mode with every segment at base 0 (KVM's reset state has CS at 0xffff0000).</summary>
-    private static void SetRealMode(ref KvmSregs s)
-    {
-        static void Real(ref KvmSegment seg, byte type)
-        {
-            seg.Base = 0; seg.Selector = 0; seg.Limit = 0xffff; seg.Type = type; seg.Present = 1; seg.S = 1;
-            seg.Dpl = 0; seg.Db = 0; seg.L = 0; seg.G = 0; seg.Avl = 0; seg.Unusable = 0;
-        }
-        Real(ref s.Cs, 0xb); // execute/read, accessed
-        Real(ref s.Ds, 0x3); Real(ref s.Es, 0x3); Real(ref s.Fs, 0x3); Real(ref s.Gs, 0x3); Real(ref s.Ss, 0x3);
-        s.Cr0 &= ~1UL; // PE off
     }
 
     private static void ApplySegments(ref KvmSregs s, IReadOnlyDictionary<string, SegmentSpec> segments)
