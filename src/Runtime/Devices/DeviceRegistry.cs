@@ -21,9 +21,15 @@ public sealed class DeviceRegistry
             try { Assembly.Load(name); }
             catch (Exception e) { throw new InvalidOperationException($"device assembly '{name}' could not be loaded: {e.Message}", e); }
         }
-        foreach (var dir in pluginDirectories.Where(Directory.Exists))
+        foreach (var dir in pluginDirectories)
+        {
+            // A missing folder is a mistake (a typo would otherwise surface later as "no device type").
+            if (!Directory.Exists(dir))
+                throw new Config.ConfigException("(runtime config)", "kvmactors.devices.plugin-directories",
+                    $"plug-in folder '{dir}' does not exist (relative folders are taken from {Environment.CurrentDirectory})");
             foreach (var dll in Directory.GetFiles(dir, "*.dll"))
                 LoadPlugin(dll);
+        }
         foreach (var asm in AppDomain.CurrentDomain.GetAssemblies()) Scan(asm);
     }
 
@@ -35,9 +41,14 @@ public sealed class DeviceRegistry
         catch (BadImageFormatException) { /* a native library beside the plug-in: not ours to load */ }
     }
 
+    private static readonly string RuntimeAssembly = typeof(DeviceTypeAttribute).Assembly.GetName().Name!;
+
     private void Scan(Assembly asm)
     {
         if (asm.IsDynamic) return;
+        // A device class carries [DeviceType], defined here, so its assembly references this one: the others
+        // (the framework, Akka, ...) are not looked into. Enumerating their types cost ~170 ms at start-up.
+        if (asm.GetName().Name != RuntimeAssembly && asm.GetReferencedAssemblies().All(r => r.Name != RuntimeAssembly)) return;
         Type[] types;
         try { types = asm.GetTypes(); }
         catch (ReflectionTypeLoadException e) { types = e.Types.Where(t => t is not null).ToArray()!; }

@@ -48,7 +48,8 @@ public sealed partial class HostIo : IExtension
         if (spec.StartsWith("file:"))
         {
             var path = Path.Combine(baseDirectory, spec["file:".Length..]);
-            return new StreamOutput(new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.Read), new object(), ownsStream: true);
+            // bufferSize 0: no FileStream buffer, so each guest write is a write(2) of its own.
+            return new StreamOutput(new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.Read, bufferSize: 0), new object(), ownsStream: true);
         }
         throw new ArgumentException($"unknown sink '{spec}' (use stdout, stderr, null, file:PATH or memory:NAME)");
     }
@@ -60,10 +61,20 @@ public sealed partial class HostIo : IExtension
         public void Flush() { }
     }
 
-    /// <summary>Unbuffered: each guest byte reaches the stream at once, so nothing is lost if the host stops.</summary>
+    /// <summary>
+    /// Write-through: every write is flushed to the operating system before it returns, so the bytes are
+    /// in the file (or pipe) even if the host process is killed right after.
+    /// </summary>
     private sealed class StreamOutput(Stream stream, object gate, bool ownsStream) : IGuestOutput, IDisposable
     {
-        public void Write(ReadOnlySpan<byte> bytes) { lock (gate) stream.Write(bytes); }
+        public void Write(ReadOnlySpan<byte> bytes)
+        {
+            lock (gate)
+            {
+                stream.Write(bytes);
+                stream.Flush();
+            }
+        }
         public void Flush() { lock (gate) stream.Flush(); }
         public void Dispose() { if (ownsStream) stream.Dispose(); }
     }

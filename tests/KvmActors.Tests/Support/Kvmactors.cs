@@ -9,10 +9,14 @@ public static class Kvmactors
 
     public static Result Run(params string[] args) => Run(TimeSpan.FromSeconds(60), args);
 
-    public static Result Run(TimeSpan limit, params string[] args)
-    {
-        var dll = Path.Combine(AppContext.BaseDirectory, "kvmactors.dll");
-        var psi = new ProcessStartInfo(DotnetHost(), [dll, .. args])
+    public static Result Run(TimeSpan limit, params string[] args) => RunCore(limit, null, args);
+
+    /// <summary>Runs kvmactors with <paramref name="stdin"/> (one byte a char, Latin-1) on its standard input, then closes it.</summary>
+    public static Result RunWithStdin(string stdin, params string[] args) => RunCore(TimeSpan.FromSeconds(60), stdin, args);
+
+    /// <summary>How kvmactors is started (stdin, stdout and stderr redirected), for tests that drive the process themselves.</summary>
+    public static ProcessStartInfo StartInfo(params string[] args) =>
+        new(DotnetHost(), [Path.Combine(AppContext.BaseDirectory, "kvmactors.dll"), .. args])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -20,8 +24,21 @@ public static class Kvmactors
             UseShellExecute = false,
             WorkingDirectory = RepoRoot.Path,
         };
+
+    private static Result RunCore(TimeSpan limit, string? stdin, string[] args)
+    {
+        var psi = StartInfo(args);
         var sw = Stopwatch.StartNew();
         using var p = Process.Start(psi)!;
+        if (stdin is not null)
+        {
+            try
+            {
+                p.StandardInput.BaseStream.Write(System.Text.Encoding.Latin1.GetBytes(stdin));
+                p.StandardInput.BaseStream.Flush();
+            }
+            catch (IOException) { /* it exited without reading all of it: the result shows why */ }
+        }
         p.StandardInput.Close();
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();

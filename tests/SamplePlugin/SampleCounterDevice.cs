@@ -1,0 +1,96 @@
+using Akka.Event;
+using KvmActors.Runtime.Bus;
+using KvmActors.Runtime.Config;
+using KvmActors.Runtime.Devices;
+
+namespace KvmActors.SamplePlugin;
+
+/// <summary>The options of a <c>sample-counter</c>, checked before the device starts.</summary>
+/// <param name="Initial">The counter's value at start and after a reset (<c>initial</c>, 0..0xffffffff, default 0).</param>
+/// <param name="Step">Added to the counter after every read of COUNT (<c>step</c>, 0..0xffff, default 0).</param>
+public sealed record SampleCounterSettings(uint Initial, uint Step)
+{
+    public static SampleCounterSettings Parse(DeviceOptions options)
+    {
+        options.RejectUnknown("initial", "step");
+        var initial = options.GetInteger("initial", 0);
+        if (initial is < 0 or > uint.MaxValue) throw options.Error("initial", $"{initial} does not fit in 32 bits");
+        var step = options.GetInteger("step", 0);
+        if (step is < 0 or > 0xffff) throw options.Error("step", $"{step} is out of range (0..0xffff)");
+        return new SampleCounterSettings((uint)initial, (uint)step);
+    }
+}
+
+/// <summary>
+/// <c>sample-counter</c>: a sample plug-in device, a 32-bit counter the guest reads and adds to. It works
+/// the same on ports and MMIO; each range it is given holds two registers, at offsets 0 and 4:
+/// <list type="table">
+/// <item><term>0 COUNT</term><description>read: the counter, then the counter grows by <c>step</c>;
+/// write: adds the value written (wrapping at 32 bits).</description></item>
+/// <item><term>4 WRITES</term><description>read: how many writes COUNT has taken; write (any value):
+/// the counter goes back to <c>initial</c> and WRITES to 0.</description></item>
+/// </list>
+/// A read narrower than 4 bytes gives the register's low bytes; an access at any other offset reads all
+/// ones and is otherwise ignored.
+/// </summary>
+[DeviceType("sample-counter")]
+public sealed class SampleCounterDevice : DeviceActor
+{
+    public const ulong Count = 0, Writes = 4;
+    /// <summary>The two registers need 8 bytes of every range.</summary>
+    public const ulong RangeSize = 8;
+
+    private readonly SampleCounterSettings _settings;
+    private uint _counter;
+    private uint _writes;
+
+    public SampleCounterDevice(DeviceContext context) : base(context)
+    {
+        _settings = SampleCounterSettings.Parse(context.Options);
+        CheckRanges(context);
+        _counter = _settings.Initial;
+    }
+
+    /// <summary>Every port or MMIO range must hold both registers.</summary>
+    public static void CheckRanges(DeviceContext context)
+    {
+        var options = context.Options;
+        foreach (var r in context.Ports)
+            if ((ulong)(r.Last - r.First) + 1 < RangeSize)
+                throw new ConfigException(options.File, $"guest.devices.{context.Name}.ports", $"{r} is too small: sample-counter needs {RangeSize} ports");
+        foreach (var r in context.Mmio)
+            if (r.Last - r.First + 1 < RangeSize)
+                throw new ConfigException(options.File, $"guest.devices.{context.Name}.mmio", $"{r} is too small: sample-counter needs {RangeSize} bytes");
+    }
+
+    protected override ulong OnRead(DeviceAccess access)
+    {
+        switch (access.Offset)
+        {
+            case Count:
+                var value = _counter;
+                _counter += _settings.Step;
+                return value;
+            case Writes:
+                return _writes;
+            default:
+                return access.AllOnes;
+        }
+    }
+
+    protected override void OnWrite(DeviceAccess access, ulong value)
+    {
+        switch (access.Offset)
+        {
+            case Count:
+                _counter += (uint)(value & access.AllOnes);
+                _writes++;
+                break;
+            case Writes:
+                _counter = _settings.Initial;
+                _writes = 0;
+                Log.Debug("{0}: reset to 0x{1:x}", Device.Name, _counter);
+                break;
+        }
+    }
+}
