@@ -9,20 +9,24 @@ public sealed record RunOptions(
     string? ConfigPath,
     IReadOnlyList<string> Sets,
     TimeSpan? Timeout,
-    string LogLevel);
+    string LogLevel,
+    string? ReportPath = null);
 
 public static class CommandLine
 {
     public const string Usage = """
-        usage: kvmactors run [CONFIG] [--set KEY=VALUE]... [--timeout DURATION] [--log-level LEVEL]
+        usage: kvmactors run [CONFIG] [--set KEY=VALUE]... [--timeout DURATION] [--log-level LEVEL] [--report FILE]
 
           CONFIG            a guest file (HOCON); without it the built-in seed guest runs
           --set KEY=VALUE   override one setting, e.g. --set guest.vcpus=2 (repeatable)
           --timeout D       stop the VM after D (e.g. 500ms, 2s, 1m) and exit 124
           --log-level L     verbose, debug, info, warning (default), error
+          --report FILE     write the end report as JSON: how and why the VM ended, exit status,
+                            each vCPU's final registers, exit counts by reason and port, restarts
         exit status: 0 the guest ended normally, 1 guest failure, 2 usage or config error, 124 timeout,
                      130 interrupted; a guest's debug-exit status where it used one
-        """;
+
+        """ + Bench.BenchOptions.Usage;
 
     public static RunOptions ParseRun(IReadOnlyList<string> args)
     {
@@ -30,6 +34,7 @@ public static class CommandLine
         var sets = new List<string>();
         TimeSpan? timeout = null;
         var level = "warning";
+        string? report = null;
         for (var i = 0; i < args.Count; i++)
         {
             var a = args[i];
@@ -45,6 +50,9 @@ public static class CommandLine
                     var t = Next();
                     timeout = ParseDuration(t) ?? throw new UsageException($"--timeout: '{t}' is not a duration (e.g. 500ms, 2s, 1m)");
                     break;
+                case "--report":
+                    report = Next();
+                    break;
                 case "--log-level":
                     level = Next().ToLowerInvariant();
                     if (level is not ("verbose" or "debug" or "info" or "warning" or "error"))
@@ -57,7 +65,7 @@ public static class CommandLine
                     break;
             }
         }
-        return new RunOptions(config, sets, timeout, level);
+        return new RunOptions(config, sets, timeout, level, report);
     }
 
     public static TimeSpan? ParseDuration(string text)

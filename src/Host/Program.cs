@@ -3,8 +3,6 @@ using Akka.Configuration;
 using KvmActors.Host;
 using KvmActors.Runtime.Config;
 using KvmActors.Runtime.Vm;
-using Serilog;
-using Serilog.Events;
 
 // kvmactors: stdout carries exactly the guest's serial output; everything else goes to stderr.
 return await Cli.RunAsync(args);
@@ -30,6 +28,7 @@ namespace KvmActors.Host
                 return args[0] switch
                 {
                     "run" => await Run(CommandLine.ParseRun(args.Skip(1).ToList())),
+                    "bench" => await Bench.BenchCommand.RunAsync(Bench.BenchOptions.Parse(args.Skip(1).ToList())),
                     _ => throw new UsageException($"unknown command '{args[0]}'"),
                 };
             }
@@ -52,14 +51,9 @@ namespace KvmActors.Host
                 ? GuestConfigLoader.FromText(BuiltInGuests.Seed, GuestConfigLoader.BuiltIn, Environment.CurrentDirectory, options.Sets)
                 : GuestConfigLoader.LoadFile(options.ConfigPath, options.Sets);
 
-            Log.Logger = new LoggerConfiguration()
-                .MinimumLevel.Is(SerilogLevel(options.LogLevel))
-                .WriteTo.Console(standardErrorFromLevel: LogEventLevel.Verbose,
-                    outputTemplate: "[{Timestamp:HH:mm:ss.fff} {Level:u3}] {Message:lj}{NewLine}{Exception}")
-                .CreateLogger();
             var akkaConfig = ConfigurationFactory.ParseString($$"""
                 akka {
-                  loggers = ["Akka.Logger.Serilog.SerilogLogger, Akka.Logger.Serilog"]
+                  loggers = ["{{StderrLogger.TypeName}}"]
                   loglevel = {{AkkaLevel(options.LogLevel)}}
                   stdout-loglevel = OFF
                   log-config-on-start = off
@@ -67,9 +61,10 @@ namespace KvmActors.Host
                   log-dead-letters-during-shutdown = off
                 }
                 """);
-            var system = ActorSystem.Create("kvmactors", KvmActorsConfig.WithDefaults(akkaConfig));
+            var system = ActorSystem.Create("kvmactors", KvmActorsConfig.WithDefaults(akkaConfig.WithFallback(spec.RuntimeConfig)));
             try
             {
+                var started = System.Diagnostics.Stopwatch.StartNew();
                 var (vm, ended) = VmLauncher.Launch(system, spec, VmSettings.From(system.Settings.Config), "vm");
 
                 var interrupted = new TaskCompletionSource();
@@ -86,7 +81,10 @@ namespace KvmActors.Host
                         vm.Tell(new StopVm(first == timeout ? $"timeout after {options.Timeout}" : "interrupted"));
                     }
                     var result = await ended;
-                    return Report(result, forced);
+                    var status = ExitStatus(result, forced);
+                    Summarise(result);
+                    if (options.ReportPath is { } path) EndReport.Write(path, result, status, started.Elapsed);
+                    return status;
                 }
                 finally
                 {
@@ -96,16 +94,21 @@ namespace KvmActors.Host
             finally
             {
                 await system.Terminate();
-                await Log.CloseAndFlushAsync();
             }
         }
 
-        /// <summary>Writes the end summary to stderr and picks the exit status.</summary>
-        private static int Report(VmEnded ended, int? forced)
+        /// <summary>The end summary on stderr: how the VM ended, and for a guest failure its registers and instruction.</summary>
+        private static void Summarise(VmEnded ended)
         {
             var exits = ended.Vcpus.Sum(v => v.Exits);
-            Console.Error.WriteLine($"kvmactors: {ended.VmName}: {ended.Reason}: {ended.Detail} ({ended.Vcpus.Count} vCPU(s), {exits} exits)");
+            var restarts = ended.ActorFailures.Count(f => f.Restarted);
+            Console.Error.WriteLine($"kvmactors: {ended.VmName}: {ended.Reason}: {ended.Detail} " +
+                                    $"({ended.Vcpus.Count} vCPU(s), {exits} exits{(restarts > 0 ? $", {restarts} actor restart(s)" : "")})");
             if (ended.Failure is { } f) Console.Error.WriteLine(f.Describe());
+        }
+
+        private static int ExitStatus(VmEnded ended, int? forced)
+        {
             if (forced is { } code) return code;
             return ended.Reason switch
             {
@@ -115,15 +118,6 @@ namespace KvmActors.Host
                 _ => ended.ExitStatus == 0 ? ExitCodes.GuestFailure : ended.ExitStatus,
             };
         }
-
-        private static LogEventLevel SerilogLevel(string level) => level switch
-        {
-            "verbose" => LogEventLevel.Verbose,
-            "debug" => LogEventLevel.Debug,
-            "info" => LogEventLevel.Information,
-            "error" => LogEventLevel.Error,
-            _ => LogEventLevel.Warning,
-        };
 
         private static string AkkaLevel(string level) => level switch
         {

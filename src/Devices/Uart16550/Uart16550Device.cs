@@ -18,20 +18,38 @@ namespace KvmActors.Devices.Uart16550;
 /// The registers are byte-wide: a wider access acts on the register at its first byte only, a read
 /// returning that register in the low byte and zeros above it. Offsets past 7 read as all ones and
 /// ignore writes.
+/// <para>The UART keeps its guest-visible state across a restart of its actor (registers, FIFOs, the sink,
+/// host bytes not yet received): a driver in the guest never sees a restart.</para>
 /// </summary>
 [DeviceType("uart-16550")]
 public sealed class Uart16550Device : DeviceActor
 {
-    private readonly Uart16550 _uart = new();
-    private readonly IGuestOutput _sink;
-    private readonly IHostInput? _inputSource;
-    private readonly int _irq;
+    /// <summary>Everything guest-visible, kept across restarts of the actor.</summary>
+    private sealed class State(Uart16550 uart, IGuestOutput sink, IHostInput? inputSource)
+    {
+        public readonly Uart16550 Uart = uart;
+        public readonly IGuestOutput Sink = sink;
+        public readonly IHostInput? InputSource = inputSource;
+        public bool InputEnded;
+        public ImmutableArray<byte> Held = ImmutableArray<byte>.Empty; // received from the host, not yet taken by the FIFO
+        public int HeldOffset;
+    }
 
-    private IActorRef? _input;          // the HostInputReader child
+    private readonly State _state;
+    private readonly int _irq;
+    private readonly Action<byte> _onTransmit;
+    private readonly Action<bool> _onInterrupt;
+
+    private IActorRef? _input;          // the HostInputReader child (one per incarnation)
     private bool _inputRequested;       // a RequestHostInput is unanswered
-    private bool _inputEnded;
-    private ImmutableArray<byte> _held = ImmutableArray<byte>.Empty; // received from the host, not yet taken by the FIFO
-    private int _heldOffset;
+
+    private Uart16550 _uart => _state.Uart;
+    private IGuestOutput _sink => _state.Sink;
+    private bool _inputEnded { get => _state.InputEnded; set => _state.InputEnded = value; }
+    private ImmutableArray<byte> _held { get => _state.Held; set => _state.Held = value; }
+    private int _heldOffset { get => _state.HeldOffset; set => _state.HeldOffset = value; }
+
+    protected override bool KeepsStateOnRestart => true;
 
     public Uart16550Device(DeviceContext context) : base(context)
     {
@@ -42,31 +60,43 @@ public sealed class Uart16550Device : DeviceActor
         if (irq is < 0 or > 1023) throw options.Error("irq", $"{irq} is not an interrupt line");
         _irq = (int)irq;
 
-        // HOCON reads `null` (even quoted) as no value: take it as the null sink the user meant.
-        var sink = options.GetString("sink", "stdout") ?? "none";
-        try { _sink = HostIo.OpenOutput(sink, options.BaseDirectory); }
-        catch (Exception e) when (e is ArgumentException or IOException or UnauthorizedAccessException)
+        _state = Kept(() =>
         {
-            throw options.Error("sink", e.Message);
-        }
+            // HOCON reads `null` (even quoted) as no value: take it as the null sink the user meant.
+            var sink = options.GetString("sink", "stdout") ?? "none";
+            IGuestOutput output;
+            try { output = HostIo.OpenOutput(sink, options.BaseDirectory); }
+            catch (Exception e) when (e is ArgumentException or IOException or UnauthorizedAccessException)
+            {
+                throw options.Error("sink", e.Message);
+            }
 
-        var input = options.GetString("input", "none") ?? "none";
-        try { _inputSource = HostIo.OpenInput(input); }
-        catch (ArgumentException e) { throw options.Error("input", e.Message); }
+            var input = options.GetString("input", "none") ?? "none";
+            IHostInput? source;
+            try { source = HostIo.OpenInput(input); }
+            catch (ArgumentException e) { throw options.Error("input", e.Message); }
+            return new State(new Uart16550(), output, source);
+        });
 
-        _uart.Transmitted += Transmit;
-        _uart.InterruptChanged += level => SetIrq(_irq, level);
+        // Handlers of this incarnation; PostStop detaches them so a restarted UART does not send twice.
+        _onTransmit = Transmit;
+        _onInterrupt = level => SetIrq(_irq, level);
+        _uart.Transmitted += _onTransmit;
+        _uart.InterruptChanged += _onInterrupt;
     }
 
     protected override void PreStart()
     {
-        if (_inputSource is not null) _input = Context.ActorOf(HostInputReader.Props(_inputSource), "host-input");
+        if (_state.InputSource is not null) _input = Context.ActorOf(HostInputReader.Props(_state.InputSource), "host-input");
         RequestInput();
     }
 
     protected override void PostStop()
     {
+        _uart.Transmitted -= _onTransmit;
+        _uart.InterruptChanged -= _onInterrupt;
         _sink.Flush();
+        if (Restarting) return; // the next incarnation goes on with the same sink
         (_sink as IDisposable)?.Dispose(); // closes file sinks; shared ones (stdout, memory) are not owned
     }
 
@@ -85,6 +115,42 @@ public sealed class Uart16550Device : DeviceActor
         if (access.Offset > 7) return;
         _uart.Write((int)access.Offset, (byte)value);
         AfterGuestAccess();
+    }
+
+    // The registers a vCPU may read without asking (see DeviceReadPath): every one whose read has no effect
+    // right now. Left out: RBR (a read pops the RX FIFO), IIR while it reports THRE (a read clears it), LSR
+    // while it holds error bits (a read clears them), MSR while it holds delta bits (likewise). An LSR read with
+    // FIFOs off may still recompute the hidden FIFO-error latch, which nothing can observe until FIFOs are
+    // enabled, and enabling them clears it: so that read counts as effect-free.
+    protected override int ReadSnapshotOffsets => 8;
+    protected override int ReadSnapshotSizes => (1 << 1) | (1 << 2) | (1 << 4); // wider reads: the register, zeros above
+
+    protected override ulong CaptureReadSnapshot(Span<ulong> values)
+    {
+        var u = _uart;
+        ulong valid = 0;
+        if ((u.Lcr & UartLcr.Dlab) != 0)
+        {
+            values[UartReg.Dll] = (byte)u.Divisor;
+            values[UartReg.Dlm] = (byte)(u.Divisor >> 8);
+            valid |= (1UL << UartReg.Dll) | (1UL << UartReg.Dlm);
+        }
+        else
+        {
+            values[UartReg.Ier] = u.Ier;
+            valid |= 1UL << UartReg.Ier;
+        }
+        var iir = u.PeekIir();
+        if ((iir & UartIir.IdMask) != UartIir.ThrEmpty) { values[UartReg.Iir] = iir; valid |= 1UL << UartReg.Iir; }
+        values[UartReg.Lcr] = u.Lcr;
+        values[UartReg.Mcr] = u.Mcr;
+        values[UartReg.Scr] = u.Scr;
+        valid |= (1UL << UartReg.Lcr) | (1UL << UartReg.Mcr) | (1UL << UartReg.Scr);
+        var lsr = u.PeekLsr();
+        if ((lsr & (UartLsr.Errors | UartLsr.RxFifoError)) == 0) { values[UartReg.Lsr] = lsr; valid |= 1UL << UartReg.Lsr; }
+        var msr = u.PeekMsr();
+        if ((msr & UartMsr.Deltas) == 0) { values[UartReg.Msr] = msr; valid |= 1UL << UartReg.Msr; }
+        return valid;
     }
 
     protected override void OnMessage(object message)

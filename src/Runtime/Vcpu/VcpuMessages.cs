@@ -18,6 +18,15 @@ public sealed record UnmappedAccess(int VcpuId, AddressSpace Space, ulong Addres
 /// <summary>The VM asks the vCPU to stop; it answers <see cref="VcpuStopped"/> and stops.</summary>
 public sealed record StopVcpu(string Why);
 
+/// <summary>The VM asks the vCPU to stop running the guest until <see cref="ResumeVcpu"/>.</summary>
+public sealed record PauseVcpu;
+
+/// <summary>The vCPU is out of KVM_RUN and will not enter it until resumed.</summary>
+public sealed record VcpuPaused(int VcpuId);
+
+/// <summary>Go on running the guest after a <see cref="PauseVcpu"/>.</summary>
+public sealed record ResumeVcpu;
+
 /// <summary>A vCPU's last word: what it did.</summary>
 public sealed record VcpuStopped(VcpuSummary Summary);
 

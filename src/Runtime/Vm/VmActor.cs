@@ -30,8 +30,15 @@ public sealed class VmActor : UntypedActor, IWithTimers
 
     // How the VM ends: set once, by the first end request.
     private (VmEndReason Reason, string Detail, int Status, GuestFailureInfo? Failure)? _end;
-    // The last failure the supervisor saw, per child, so an actor stopped by policy can be named with its cause.
-    private readonly Dictionary<string, Exception> _lastFailure = new();
+    // Every child failure, and for children stopped by policy why, so the end names the actor and its cause.
+    private readonly List<ActorFailure> _failures = new();
+    private readonly Dictionary<string, string> _stopCause = new();
+    private readonly Dictionary<int, VcpuProgress> _progress = new();
+    // A halt-policy end waiting for every device to have handled what the guest did before it halted.
+    private (RequestVmEnd Request, HashSet<IActorRef> Waiting)? _haltPending;
+    // Who asked for a pause, and which vCPUs have acknowledged it.
+    private readonly List<IActorRef> _pauseRequesters = new();
+    private readonly HashSet<int> _pausedVcpus = new();
 
     public ITimerScheduler Timers { get; set; } = null!;
 
@@ -47,7 +54,13 @@ public sealed class VmActor : UntypedActor, IWithTimers
         Akka.Actor.Props.Create(() => new VmActor(spec, owner, settings ?? VmSettings.Default));
 
     protected override SupervisorStrategy SupervisorStrategy() =>
-        new RecordingStopStrategy((child, cause) => _lastFailure[child.Path.Name] = cause);
+        new VmSupervisorStrategy(
+            child => _vcpuActors.ContainsKey(child) ? _spec.VcpuSupervision : _spec.DeviceSupervision,
+            (child, cause, restarted, outcome) =>
+            {
+                _failures.Add(new ActorFailure(child.Path.Name, cause.GetType().Name, cause.Message, restarted, DateTimeOffset.UtcNow));
+                if (!restarted) _stopCause[child.Path.Name] = $"{outcome}; last exception {cause.GetType().Name}: {cause.Message}";
+            });
 
     protected override void PreStart()
     {
@@ -77,9 +90,9 @@ public sealed class VmActor : UntypedActor, IWithTimers
             var ctx = new DeviceContext
             {
                 Name = d.Name, Type = d.Type, Options = d.Options, Ports = d.Ports, Mmio = d.Mmio, Irqs = d.Irqs,
-                Vm = Self, Machine = machine,
+                Vm = Self, Machine = machine, Faults = _spec.DeviceFaults.GetValueOrDefault(d.Name),
             };
-            var actor = Context.ActorOf(DeviceRegistry.PropsFor(type, ctx), $"device-{d.Name}");
+            var actor = Context.ActorOf(DeviceRegistry.PropsFor(type, ctx).WithDispatcher(DeviceDispatcher.Id), $"device-{d.Name}");
             Context.Watch(actor);
             _devices[actor] = d.Name;
             portEntries.AddRange(d.Ports.Select(r => new PortBus.Entry(d.Name, r, actor)));
@@ -96,13 +109,15 @@ public sealed class VmActor : UntypedActor, IWithTimers
             Options = new DeviceOptions(Akka.Configuration.ConfigurationFactory.ParseString($"policy = {_spec.HaltPolicy}"),
                 "guest.halt-policy", _spec.SourceFile, _spec.BaseDirectory),
         };
-        var halt = Context.ActorOf(DeviceRegistry.PropsFor(haltType, haltCtx), "halt-controller");
+        var halt = Context.ActorOf(DeviceRegistry.PropsFor(haltType, haltCtx).WithDispatcher(DeviceDispatcher.Id), "halt-controller");
         Context.Watch(halt);
         _devices[halt] = "halt-controller";
 
         foreach (var vcpu in _machine.Vcpus)
         {
-            var setup = new VcpuSetup(vcpu, ports, mmio, halt, _machine.Memory, _spec.UnmappedIo, _settings.KickSignal);
+            var progress = _progress[vcpu.Id] = new VcpuProgress();
+            var setup = new VcpuSetup(vcpu, ports, mmio, halt, _machine.Memory, _spec.UnmappedIo, _settings.KickSignal,
+                progress, _spec.VcpuFaults.GetValueOrDefault(vcpu.Id));
             var actor = Context.ActorOf(VcpuActor.Props(setup), $"vcpu-{vcpu.Id}");
             Context.Watch(actor);
             _vcpuActors[actor] = vcpu.Id;
@@ -118,8 +133,26 @@ public sealed class VmActor : UntypedActor, IWithTimers
                 _vcpuNativeThreads[s.VcpuId] = s.NativeThreadId;
                 if (_end is not null) Kick(s.VcpuId);
                 break;
+            case RequestVmEnd { Reason: VmEndReason.Halted } r when _end is null && _haltPending is null:
+                // A device may still hold an end request of its own that the guest caused before it halted
+                // (a debug-exit OUT then HLT): ask every device for its identity first. A device answers only
+                // after the messages already in its mailbox, so any such request reaches us before its answer.
+                _haltPending = (r, _devices.Keys.ToHashSet());
+                foreach (var d in _devices.Keys) d.Tell(new Identify("halt-flush"));
+                Timers.StartSingleTimer("halt-flush", HaltFlushTimedOut.Instance, _settings.StopTimeout);
+                break;
+            case ActorIdentity { MessageId: "halt-flush" } id:
+                if (_haltPending is { } pending && id.Subject is not null && pending.Waiting.Remove(id.Subject) && pending.Waiting.Count == 0)
+                    EndPendingHalt();
+                break;
+            case HaltFlushTimedOut:
+                EndPendingHalt();
+                break;
             case RequestVmEnd r:
                 EndVm(r.Reason, r.Detail, r.ExitStatus, null);
+                break;
+            case ChildConfigError c:
+                EndVm(VmEndReason.Fault, $"{c.Actor}: {c.Error.Message}", 2, null);
                 break;
             case StopVm s:
                 EndVm(VmEndReason.StoppedOnRequest, s.Why, 0, null);
@@ -145,6 +178,26 @@ public sealed class VmActor : UntypedActor, IWithTimers
             case Terminated t:
                 OnChildTerminated(t.ActorRef);
                 break;
+            case PauseVm:
+                Pause();
+                break;
+            case VcpuPaused p:
+                _pausedVcpus.Add(p.VcpuId);
+                AnswerPauseIfComplete();
+                break;
+            case ResumeVm:
+                _pausedVcpus.Clear();
+                Timers.Cancel("pause-kick");
+                foreach (var actor in _vcpuActors.Keys) actor.Tell(new ResumeVcpu());
+                Sender.Tell(new VmResumed(_spec.Name));
+                break;
+            case PauseKick:
+                foreach (var (actor, id) in _vcpuActors)
+                    if (!_pausedVcpus.Contains(id)) Kick(id);
+                break;
+            case EscalatedFailure f:
+                _end ??= (VmEndReason.Fault, $"{f.Actor} failed and was escalated: {f.Cause.GetType().Name}: {f.Cause.Message}", 1, null);
+                throw new VmChildFailedException(f.Actor, f.Cause);
             case KickAgain:
                 foreach (var id in _vcpuNativeThreads.Keys) Kick(id);
                 break;
@@ -177,7 +230,46 @@ public sealed class VmActor : UntypedActor, IWithTimers
     }
 
     private string Cause(IActorRef child) =>
-        _lastFailure.TryGetValue(child.Path.Name, out var e) ? $"{e.GetType().Name}: {e.Message}" : "stopped without a failure";
+        _stopCause.TryGetValue(child.Path.Name, out var why) ? why : "stopped without a failure";
+
+    private void EndPendingHalt()
+    {
+        Timers.Cancel("halt-flush");
+        if (_haltPending is { } pending) EndVm(pending.Request.Reason, pending.Request.Detail, pending.Request.ExitStatus, null);
+        _haltPending = null;
+    }
+
+    private void Pause()
+    {
+        _pauseRequesters.Add(Sender);
+        if (_end is not null)
+        {
+            // Ending: no vCPU runs the guest any more.
+            AnswerPause();
+            return;
+        }
+        foreach (var (actor, id) in _vcpuActors)
+        {
+            actor.Tell(new PauseVcpu());
+            Kick(id);
+        }
+        // Like a stop, a pause re-kicks until every vCPU has acknowledged.
+        Timers.StartPeriodicTimer("pause-kick", PauseKick.Instance, _settings.KickInterval);
+        AnswerPauseIfComplete();
+    }
+
+    private void AnswerPauseIfComplete()
+    {
+        if (_pauseRequesters.Count == 0 || _vcpuActors.Values.Any(id => !_pausedVcpus.Contains(id))) return;
+        AnswerPause();
+    }
+
+    private void AnswerPause()
+    {
+        Timers.Cancel("pause-kick");
+        foreach (var r in _pauseRequesters) r.Tell(new VmPaused(_spec.Name));
+        _pauseRequesters.Clear();
+    }
 
     private void EndVm(VmEndReason reason, string detail, int status, GuestFailureInfo? failure)
     {
@@ -212,27 +304,77 @@ public sealed class VmActor : UntypedActor, IWithTimers
         _machine?.Dispose();
         var end = _end ?? (VmEndReason.Fault, "the VM actor stopped unexpectedly", 1, null);
         var summaries = _summaries.Values.OrderBy(s => s.VcpuId).ToList();
-        _owner.Tell(new VmEnded(_spec.Name, end.Reason, end.Detail, end.Status, end.Failure, summaries));
+        _owner.Tell(new VmEnded(_spec.Name, end.Reason, end.Detail, end.Status, end.Failure, summaries, _failures.ToList()));
     }
 
     private sealed class KickAgain { public static readonly KickAgain Instance = new(); }
+    private sealed class PauseKick { public static readonly PauseKick Instance = new(); }
+    private sealed class HaltFlushTimedOut { public static readonly HaltFlushTimedOut Instance = new(); }
     private sealed class StopTimedOut { public static readonly StopTimedOut Instance = new(); }
 }
 
 /// <summary>
-/// A failed child of the VM is stopped and its cause recorded, so the Terminated that follows ends the VM
-/// with a reason naming the actor and its exception.
+/// Supervision of the VM's children by kind (vCPU or device), as <c>guest.supervision</c> says: restart
+/// within a budget of restarts per time window, stop the VM, or escalate. Every failure is recorded so
+/// the end report names the actor and its exception.
 /// </summary>
-internal sealed class RecordingStopStrategy(Action<IActorRef, Exception> record)
-    : OneForOneStrategy(_ => Directive.Stop, true)
+internal sealed class VmSupervisorStrategy(
+    Func<IActorRef, SupervisionPolicy> policyFor,
+    Action<IActorRef, Exception, bool, string> record)
+    : OneForOneStrategy(_ => Directive.Restart, true)
 {
     public override void ProcessFailure(IActorContext context, bool restart, IActorRef child, Exception cause,
         Akka.Actor.Internal.ChildRestartStats stats, IReadOnlyCollection<Akka.Actor.Internal.ChildRestartStats> children)
     {
-        record(child, cause);
-        base.ProcessFailure(context, restart, child, cause, stats, children);
+        if (ConfigError(cause) is { } configError)
+        {
+            // A device whose options are wrong fails the same way at every restart: end the VM as a config error.
+            record(child, configError, false, "config error");
+            context.Stop(child);
+            context.Self.Tell(new ChildConfigError(child.Path.Name, configError));
+            return;
+        }
+        var policy = policyFor(child);
+        switch (policy.Directive)
+        {
+            case SupervisionDirective.Restart when stats.RequestRestartPermission(policy.MaxRestarts, (int)policy.Within.TotalMilliseconds):
+                record(child, cause, true, "restarted");
+                RestartChild(child, cause, suspendFirst: false);
+                break;
+            case SupervisionDirective.Restart:
+                record(child, cause, false, $"exceeded {policy.MaxRestarts} restart(s) within {policy.Within.TotalSeconds:0.###}s");
+                context.Stop(child);
+                break;
+            case SupervisionDirective.Escalate:
+                record(child, cause, false, "escalated");
+                context.Stop(child);
+                context.Self.Tell(new EscalatedFailure(child.Path.Name, cause));
+                break;
+            default:
+                record(child, cause, false, "directive stop-vm");
+                context.Stop(child);
+                break;
+        }
+    }
+
+    /// <summary>The config error behind a failure, looking through the wrappers actor creation adds.</summary>
+    private static ConfigException? ConfigError(Exception? e)
+    {
+        for (; e is not null; e = e.InnerException)
+            if (e is ConfigException c) return c;
+        return null;
     }
 }
+
+/// <summary>A child failed at creation because of its configuration.</summary>
+internal sealed record ChildConfigError(string Actor, ConfigException Error);
+
+/// <summary>A child failed under the escalate directive: the VM actor rethrows it to its own supervisor.</summary>
+internal sealed record EscalatedFailure(string Actor, Exception Cause);
+
+/// <summary>The VM actor fails with this when a child's failure is escalated.</summary>
+public sealed class VmChildFailedException(string actor, Exception cause)
+    : Exception($"{actor} failed: {cause.Message}", cause);
 
 /// <summary>Runtime settings for VMs, bound from the <c>kvmactors</c> block.</summary>
 public sealed record VmSettings(string KvmDevice, TimeSpan StopTimeout, TimeSpan KickInterval, int KickSignal, DeviceRegistry Registry)

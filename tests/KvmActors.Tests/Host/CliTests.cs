@@ -70,4 +70,46 @@ public sealed class CliTests
         Assert.Equal(124, r.ExitCode);
         Assert.Contains("StoppedOnRequest", r.Stderr);
     }
+
+    [KvmFact]
+    public void Report_file_holds_the_end_registers_exit_counts_and_restarts_as_json()
+    {
+        var report = Path.Combine(Path.GetTempPath(), $"report-{Guid.NewGuid():N}.json");
+        try
+        {
+            var r = Kvmactors.Run("run", "--report", report, "--set", "guest.faults.vcpus.\"0\".throw-after-exits=2");
+            Assert.Equal(0, r.ExitCode);
+            Assert.Equal("4\n", r.Stdout);
+            using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(report));
+            var root = doc.RootElement;
+            Assert.Equal("Halted", root.GetProperty("reason").GetString());
+            Assert.Equal(0, root.GetProperty("exitStatus").GetInt32());
+            var vcpu = root.GetProperty("vcpus")[0];
+            Assert.Equal("0xa", vcpu.GetProperty("registers").GetProperty("rax").GetString()); // the last byte the seed printed: '\n'
+            Assert.Equal(2, vcpu.GetProperty("exitsByPort").GetProperty("0x3f8").GetInt64());
+            Assert.Equal(1, vcpu.GetProperty("exitsByReason").GetProperty("Hlt").GetInt64());
+            Assert.Equal(1, vcpu.GetProperty("restarts").GetInt32());
+            var failure = root.GetProperty("actorFailures")[0];
+            Assert.Equal("vcpu-0", failure.GetProperty("actor").GetString());
+            Assert.True(failure.GetProperty("restarted").GetBoolean());
+        }
+        finally { File.Delete(report); }
+    }
+
+    [KvmFact]
+    public void Spin_example_with_timeout_1s_exits_124_within_2s()
+    {
+        var r = Kvmactors.Run("run", "hocon/guests/spin.conf", "--timeout", "1s");
+        Assert.Equal(124, r.ExitCode);
+        Assert.True(r.Elapsed < TimeSpan.FromSeconds(2), $"took {r.Elapsed.TotalMilliseconds:0} ms");
+    }
+
+    [KvmFact]
+    public void Fault_demo_example_prints_its_whole_output_despite_injected_faults()
+    {
+        var r = Kvmactors.Run("run", "hocon/guests/fault-demo.conf");
+        Assert.Equal(0, r.ExitCode);
+        Assert.Equal(string.Concat(Enumerable.Repeat("let it crash, lose nothing\n", 3)), r.Stdout);
+        Assert.Contains("2 actor restart(s)", r.Stderr);
+    }
 }

@@ -29,7 +29,7 @@ public sealed class VmRuntimeTests(ITestOutputHelper output) : KvmTestKit(output
         var ended = Run(Guest(Conf(Guests.Seed, sink, "cpu.registers.rax = 2\ncpu.registers.rbx = 2")));
 
         Assert.Equal(VmEndReason.Halted, ended.Reason);
-        Assert.Equal("4\n", Output(sink));
+        Assert.Equal("4\n", SinkText(sink));
         var vcpu = Assert.Single(ended.Vcpus);
         Assert.True(vcpu.Halted);
         Assert.Equal(2, vcpu.ExitsByPort[0x3f8]);
@@ -44,7 +44,7 @@ public sealed class VmRuntimeTests(ITestOutputHelper output) : KvmTestKit(output
         var ended = Run(Guest(Conf(Guests.SmpHello(), sink, "vcpus = 4\n" + overrides)));
 
         Assert.Equal(VmEndReason.Halted, ended.Reason);
-        var lines = Output(sink).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        var lines = SinkText(sink).Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.Equal(4, lines.Length);
         Assert.Equal(Enumerable.Range(0, 4).Select(i => $"hello from vCPU {i}"), lines.Order());
 

@@ -52,7 +52,7 @@ public abstract class KvmTestKit : TestKit
     }
 
     /// <summary>The text a "memory:NAME" sink collected.</summary>
-    protected string Output(string sinkName) => HostIo.For(Sys).Memory(sinkName).Text;
+    protected string SinkText(string sinkName) => HostIo.For(Sys).Memory(sinkName).Text;
 
     /// <summary>A unique memory sink name, so tests sharing an actor system never mix outputs.</summary>
     protected static string SinkName() => "out-" + Guid.NewGuid().ToString("N")[..8];

@@ -1,0 +1,81 @@
+using KvmActors.Devices.Uart16550;
+using KvmActors.Runtime.Config;
+using KvmActors.Runtime.Kvm;
+using KvmActors.Runtime.Vm;
+
+namespace KvmActors.Host.Bench;
+
+/// <summary>
+/// The "inline" variant: the guest built by the same <see cref="Machine"/> code, driven by a plain loop per
+/// vCPU on a dedicated thread that handles each exit where it happens, as a hand-written VMM does: no
+/// actors, no messages. COM1 is the same <see cref="Uart16550"/> register model the UART actor wraps, behind
+/// a lock (the big-lock model of a classic VMM), with its output dropped like sink null.
+/// </summary>
+public static unsafe class InlineRunner
+{
+    public sealed record Result(long ComExits, TimeSpan Elapsed, TimeSpan Cpu);
+
+    public static Result Run(GuestSpec spec, string kvmDevice)
+    {
+        using var machine = Machine.Create(spec, kvmDevice);
+        var uart = new Uart16550();
+        uart.Transmitted += _ => { };
+        var marks = new BenchMarks(machine.Vcpus.Count);
+        var comExits = new long[machine.Vcpus.Count];
+        var errors = new Exception?[machine.Vcpus.Count];
+        using var gate = new ManualResetEventSlim(false);
+
+        var threads = machine.Vcpus.Select((vcpu, i) => new Thread(() =>
+        {
+            try
+            {
+                gate.Wait();
+                comExits[i] = Loop(vcpu, uart, marks);
+            }
+            catch (Exception e) { errors[i] = e; }
+        }) { Name = $"inline-vcpu-{i}", IsBackground = true }).ToList();
+        foreach (var t in threads) t.Start();
+        gate.Set();
+        foreach (var t in threads) t.Join();
+
+        if (errors.FirstOrDefault(e => e is not null) is { } error) throw new InvalidOperationException($"inline run failed: {error.Message}", error);
+        if (!marks.Complete) throw new InvalidOperationException("inline run: a vCPU did not write both markers");
+        return new Result(comExits.Sum(), marks.Elapsed, marks.Cpu);
+    }
+
+    /// <summary>KVM_RUN until HLT; every exit handled inline. Returns the number of COM1 exits.</summary>
+    private static long Loop(KvmVcpu vcpu, Uart16550 uart, BenchMarks marks)
+    {
+        var run = vcpu.RunArea;
+        long com = 0;
+        for (;;)
+        {
+            if (vcpu.Run() != 0) continue; // EINTR: nobody kicks this loop, but a stray signal just re-enters
+            var reason = vcpu.ExitReason;
+            if (reason == KvmExitReason.Hlt) return com;
+            if (reason != KvmExitReason.Io)
+                throw new InvalidOperationException($"vcpu {vcpu.Id}: unexpected exit {reason}");
+
+            var isIn = run[KvmRunLayout.IoDirection] == KvmRunLayout.IoIn;
+            var port = *(ushort*)(run + KvmRunLayout.IoPort);
+            var data = run + (int)*(ulong*)(run + KvmRunLayout.IoDataOffset);
+            if (port >= BenchGuests.ComData && port <= BenchGuests.ComData + 7)
+            {
+                com++;
+                lock (uart)
+                {
+                    if (isIn) *data = (byte)uart.Read(port - BenchGuests.ComData);
+                    else uart.Write(port - BenchGuests.ComData, *data);
+                }
+            }
+            else if (port == BenchGuests.MarkerPort && !isIn)
+            {
+                marks.Mark(vcpu.Id, *data);
+            }
+            else
+            {
+                throw new InvalidOperationException($"vcpu {vcpu.Id}: unexpected {(isIn ? "IN from" : "OUT to")} port 0x{port:x}");
+            }
+        }
+    }
+}

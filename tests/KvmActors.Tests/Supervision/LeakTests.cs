@@ -1,0 +1,84 @@
+using Akka.Actor;
+using KvmActors.Runtime.Vm;
+using KvmActors.Tests.Support;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace KvmActors.Tests.Supervision;
+
+/// <summary>Every fd, mapping and thread a VM owns is released when it ends, whatever the reason.</summary>
+[Collection(SerialCollection.Name)]
+public sealed class LeakTests(ITestOutputHelper output) : KvmTestKit(output)
+{
+    private readonly ITestOutputHelper _output = output;
+
+    private static int OpenFds() => Directory.GetFiles("/proc/self/fd").Length;
+    // The .NET runtime's own threads (thread-pool workers, background GC, named ".NET ...") come and go
+    // on the runtime's schedule: they are not ours to release, so they are left out of the count.
+    private static int Threads() => Directory.GetDirectories("/proc/self/task")
+        .Count(t => !(File.Exists(Path.Combine(t, "comm")) && File.ReadAllText(Path.Combine(t, "comm")).StartsWith(".NET ")));
+    private static int Mappings() => File.ReadAllLines("/proc/self/maps").Length;
+
+    private static string ThreadNames() => string.Join(", ", Directory.GetDirectories("/proc/self/task")
+        .Select(t => File.Exists(Path.Combine(t, "comm")) ? File.ReadAllText(Path.Combine(t, "comm")).Trim() : "?")
+        .GroupBy(n => n).OrderBy(g => g.Key).Select(g => $"{g.Key} x{g.Count()}"));
+
+    private static int VcpuThreads() => Directory.GetDirectories("/proc/self/task")
+        .Count(t => File.Exists(Path.Combine(t, "comm")) && File.ReadAllText(Path.Combine(t, "comm")).StartsWith("vcpu-"));
+
+    private static string Conf(byte[] image, string extra = "") => $$"""
+        guest {
+          memory = [
+            { address = 0, size = 64K }
+          ]
+          image.inline = "{{Guests.Hex(image)}}"
+          cpu.registers.rip = 0x1000
+          cpu.registers.rax = 2
+          cpu.registers.rbx = 2
+          devices.com1.options.sink = null
+          {{extra}}
+        }
+        """;
+
+    [KvmFact]
+    public void Hundreds_of_vms_ending_every_way_leave_fds_mappings_and_threads_where_they_started()
+    {
+        var kinds = new (string Name, KvmActors.Runtime.Config.GuestSpec Spec, VmEndReason Expected)[]
+        {
+            ("halts", Guest(Conf(Guests.Seed)), VmEndReason.Halted),
+            ("two vcpus halt", Guest(Conf(Guests.Seed, "vcpus = 2")), VmEndReason.Halted),
+            ("guest failure", Guest(Conf(Guests.EchoPortWord(0x99), "unmapped-io = strict")), VmEndReason.GuestFailure),
+            ("stopped while spinning", Guest(Conf(Guests.Spin)), VmEndReason.StoppedOnRequest),
+            ("actor fault", Guest(Conf(Guests.Seed, "faults.vcpus.\"0\".throw-after-exits = 1\nsupervision.vcpu.directive = stop-vm")), VmEndReason.Fault),
+        };
+        // Warm up: the first VMs grow Akka's and .NET's own thread pools; measure after that.
+        foreach (var k in kinds) RunOne(k.Spec, k.Expected);
+        AwaitAssert(() => Assert.Equal(0, VcpuThreads()), TimeSpan.FromSeconds(10));
+        var fds = OpenFds();
+        var threads = Threads();
+        var names = ThreadNames();
+        var maps = Mappings();
+
+        const int rounds = 60; // 300 VMs
+        for (var i = 0; i < rounds; i++)
+            foreach (var k in kinds) RunOne(k.Spec, k.Expected);
+
+        // Pinned vCPU threads end shortly after their actor stops (the dispatcher's shutdown delay).
+        AwaitAssert(() =>
+        {
+            Assert.Equal(0, VcpuThreads());
+            Assert.Equal(fds, OpenFds());
+            Assert.True(Threads() <= threads, $"threads: {Threads()} now ({ThreadNames()}), {threads} before ({names})");
+            Assert.True(Mappings() <= maps + 8, $"mappings: {Mappings()} now, {maps} before");
+        }, TimeSpan.FromSeconds(20), TimeSpan.FromMilliseconds(200));
+        _output.WriteLine($"after {rounds * kinds.Length} VMs: fds {OpenFds()} (before {fds}), threads {Threads()} (before {threads}), mappings {Mappings()} (before {maps})");
+    }
+
+    private void RunOne(KvmActors.Runtime.Config.GuestSpec spec, VmEndReason expected)
+    {
+        var (vm, owner) = Start(spec);
+        if (expected == VmEndReason.StoppedOnRequest) vm.Tell(new StopVm("leak test"));
+        var ended = owner.ExpectMsg<VmEnded>(TimeSpan.FromSeconds(10));
+        Assert.Equal(expected, ended.Reason);
+    }
+}
