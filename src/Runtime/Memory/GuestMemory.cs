@@ -88,6 +88,10 @@ public sealed unsafe class GuestMemory : IGuestMemory, IDisposable
         return [];
     }
 
+    /// <summary>Whether the address lies in a read-only region (ROM).</summary>
+    public bool IsReadOnly(ulong guestAddress) =>
+        _regions.Any(r => r.Spec.ReadOnly && guestAddress >= r.Spec.GuestAddress && guestAddress - r.Spec.GuestAddress < r.Spec.Size);
+
     public bool IsBacked(ulong guestAddress, ulong length) =>
         _regions.Any(r => guestAddress >= r.Spec.GuestAddress && guestAddress - r.Spec.GuestAddress + length <= r.Spec.Size);
 

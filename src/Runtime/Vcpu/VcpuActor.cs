@@ -78,6 +78,9 @@ public sealed unsafe class VcpuActor : UntypedActor
         _nativeThreadId = VcpuKick.CurrentNativeThreadId();
         VcpuKick.PrepareThread(_vcpu, _setup.KickSignal);
         DeviceDispatcher.RunDevicesOnThisThread(); // idle devices handle this vCPU's accesses on this thread
+        var config = Context.System.Settings.Config;
+        _maxExitsPerMessage = Math.Max(1, config.GetInt("kvmactors.vcpu.exits-per-message", 256));
+        _readSnapshots = config.GetBoolean("kvmactors.devices.read-snapshots", true);
         Context.Parent.Tell(new VcpuStarted(_id, _nativeThreadId, _threadName));
 
         if (_progress.Parked) Become(Parked);
@@ -166,10 +169,12 @@ public sealed unsafe class VcpuActor : UntypedActor
 
     // The exit loop: one RunGuest message runs the guest again and again as long as each exit is finished
     // on the spot and nothing waits in the mailbox (checked after every exit, so a stop, pause or answer is
-    // served at the next exit, as with one message per exit). At most MaxExitsPerMessage exits per message,
-    // so system messages (which HasMessages does not see) wait a bounded time; a kick ends the loop at once.
-    // kvmactors bench: one self-message per exit cost ~0.3 µs of a ~8 µs exit (README, "Design: the exit path").
-    private const int MaxExitsPerMessage = 256;
+    // served at the next exit, as with one message per exit). At most kvmactors.vcpu.exits-per-message exits
+    // per message, so system messages (which HasMessages does not see) wait a bounded time; a kick ends the
+    // loop at once. kvmactors bench: one self-message per exit cost ~0.3 µs of a ~8 µs exit (README,
+    // "Design: the exit path").
+    private int _maxExitsPerMessage = 256;
+    private bool _readSnapshots = true; // kvmactors.devices.read-snapshots
     private bool _inExitLoop;   // RunOnce is being called from RunLoop
     private bool _runAgain;     // the exit just handled is finished: the loop may enter KVM_RUN again
     private ActorCell? _cell;
@@ -180,7 +185,7 @@ public sealed unsafe class VcpuActor : UntypedActor
         _inExitLoop = true;
         try
         {
-            var budget = MaxExitsPerMessage;
+            var budget = _maxExitsPerMessage;
             do
             {
                 _runAgain = false;
@@ -307,7 +312,7 @@ public sealed unsafe class VcpuActor : UntypedActor
 
         // A register whose read has no side effect, with no write to the device unhandled: answered from the
         // device's read snapshot, without a round trip (DeviceReadPath says when that is the same answer).
-        if (ReadPath(entry).TryRead(_id, offset, size, out var snapshotValue))
+        if (_readSnapshots && ReadPath(entry).TryRead(_id, offset, size, out var snapshotValue))
         {
             for (; _progress.ItemsDone < count; _progress.ItemsDone++)
                 WriteData(run + dataOffset + _progress.ItemsDone * size, size, snapshotValue);
@@ -340,6 +345,12 @@ public sealed unsafe class VcpuActor : UntypedActor
         var len = (int)*(uint*)(run + KvmRunLayout.MmioLen);
         var isWrite = run[KvmRunLayout.MmioIsWrite] != 0;
         var entry = _setup.Mmio.Lookup(address);
+        if (entry is null && isWrite && _setup.Memory.IsReadOnly(address))
+        {
+            // A store to ROM exits to us (KVM_MEM_READONLY): dropped, as ROM does, in every unmapped-io mode.
+            ExitDone();
+            return;
+        }
         if (entry is null)
         {
             if (!Unmapped(AddressSpace.Mmio, address, len, isWrite)) return;

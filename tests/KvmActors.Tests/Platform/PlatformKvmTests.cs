@@ -166,8 +166,10 @@ public sealed class PlatformKvmTests(ITestOutputHelper output) : KvmTestKit(outp
         Assert.Equal(PlatformExampleTests.MultibootExpected, cli.Stdout);
     }
 
-    [KvmFact]
-    public void A_guest_reads_ram_size_and_cpu_count_from_fw_cfg_and_they_match_the_config()
+    [KvmTheory]
+    [InlineData("ignore")]
+    [InlineData("strict")] // a write to ROM is dropped, not an unmapped access, even in strict mode
+    public void A_guest_reads_ram_size_and_cpu_count_from_fw_cfg_and_they_match_the_config(string unmappedIo)
     {
         var sink = SinkName();
         // 1 MiB + a hole + 1 MiB of RAM (2 MiB), a 64 KiB ROM below 4 GiB with one byte of content, 3 vCPUs.
@@ -185,6 +187,7 @@ public sealed class PlatformKvmTests(ITestOutputHelper output) : KvmTestKit(outp
                 load-address = 0x8000
               }
               cpu.mode = protected
+              unmapped-io = {{unmappedIo}}
               {{Devices("memory:" + sink)}}
             }
             """), Within);
