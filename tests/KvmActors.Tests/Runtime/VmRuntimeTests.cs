@@ -9,24 +9,12 @@ namespace KvmActors.Tests.Runtime;
 /// <summary>The actor runtime end to end on /dev/kvm: VM actor, pinned vCPU actors, port routing, UART, halt controller.</summary>
 public sealed class VmRuntimeTests(ITestOutputHelper output) : KvmTestKit(output)
 {
-    private static string Conf(byte[] image, string sink, string extra = "") => $$"""
-        guest {
-          name = test
-          image {
-            inline = "{{Guests.Hex(image)}}"
-            load-address = 0x1000
-          }
-          cpu.registers.rip = 0x1000
-          devices.com1.options.sink = "memory:{{sink}}"
-          {{extra}}
-        }
-        """;
 
     [KvmFact]
     public void Seed_guest_prints_4_and_the_vm_ends_halted()
     {
         var sink = SinkName();
-        var ended = Run(Guest(Conf(Guests.Seed, sink, "cpu.registers.rax = 2\ncpu.registers.rbx = 2")));
+        var ended = Run(Guest(RealModeGuest(Guests.Seed, sink, "cpu.registers.rax = 2\ncpu.registers.rbx = 2")));
 
         Assert.Equal(VmEndReason.Halted, ended.Reason);
         Assert.Equal("4\n", SinkText(sink));
@@ -41,7 +29,7 @@ public sealed class VmRuntimeTests(ITestOutputHelper output) : KvmTestKit(output
         var sink = SinkName();
         var overrides = string.Join("\n", Enumerable.Range(0, 4).Select(i =>
             $"vcpu-overrides.\"{i}\".registers {{ rsi = {i}, rsp = 0x{0x8000 + i * 0x100:x} }}"));
-        var ended = Run(Guest(Conf(Guests.SmpHello(), sink, "vcpus = 4\n" + overrides)));
+        var ended = Run(Guest(RealModeGuest(Guests.SmpHello(), sink, "vcpus = 4\n" + overrides)));
 
         Assert.Equal(VmEndReason.Halted, ended.Reason);
         var lines = SinkText(sink).Split('\n', StringSplitOptions.RemoveEmptyEntries);
@@ -63,7 +51,7 @@ public sealed class VmRuntimeTests(ITestOutputHelper output) : KvmTestKit(output
     public void In_from_the_uart_line_status_register_returns_the_devices_answer()
     {
         var sink = SinkName();
-        var ended = Run(Guest(Conf(Guests.EchoPortByte(0x3fd), sink)));
+        var ended = Run(Guest(RealModeGuest(Guests.EchoPortByte(0x3fd), sink)));
 
         Assert.Equal(VmEndReason.Halted, ended.Reason);
         // An idle 16550A with an instant transmitter: THR empty (bit 5) and transmitter empty (bit 6).
@@ -74,7 +62,7 @@ public sealed class VmRuntimeTests(ITestOutputHelper output) : KvmTestKit(output
     public void In_from_an_unmapped_port_reads_all_ones_and_the_guest_goes_on()
     {
         var sink = SinkName();
-        var ended = Run(Guest(Conf(Guests.EchoPortWord(0x99), sink)));
+        var ended = Run(Guest(RealModeGuest(Guests.EchoPortWord(0x99), sink)));
 
         Assert.Equal(VmEndReason.Halted, ended.Reason);
         Assert.Equal([0xff, 0xff], HostIoBytes(sink));
@@ -84,7 +72,7 @@ public sealed class VmRuntimeTests(ITestOutputHelper output) : KvmTestKit(output
     public void Unmapped_port_in_strict_mode_ends_the_vm_as_a_guest_failure_with_registers_and_instruction()
     {
         var sink = SinkName();
-        var ended = Run(Guest(Conf(Guests.EchoPortWord(0x99), sink, "unmapped-io = strict")));
+        var ended = Run(Guest(RealModeGuest(Guests.EchoPortWord(0x99), sink, "unmapped-io = strict")));
 
         Assert.Equal(VmEndReason.GuestFailure, ended.Reason);
         var failure = Assert.IsType<GuestFailureInfo>(ended.Failure);
@@ -97,7 +85,7 @@ public sealed class VmRuntimeTests(ITestOutputHelper output) : KvmTestKit(output
     [KvmFact]
     public void Stop_request_ends_a_spinning_guest()
     {
-        var (vm, owner) = Start(Guest(Conf(Guests.Spin, SinkName())));
+        var (vm, owner) = Start(Guest(RealModeGuest(Guests.Spin, SinkName())));
         Watch(vm);
         vm.Tell(new StopVm("test"));
         var ended = owner.ExpectMsg<VmEnded>(TimeSpan.FromSeconds(5));

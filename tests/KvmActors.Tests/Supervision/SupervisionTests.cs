@@ -14,28 +14,13 @@ public sealed class SupervisionTests(ITestOutputHelper output) : KvmTestKit(outp
 
     private const string Text = "The quick brown fox jumps over the lazy dog.\n";
 
-    private static string Conf(byte[] image, string sink, string extra = "") => $$"""
-        guest {
-          name = faulty
-          memory = [
-            { address = 0, size = 64K }
-          ]
-          image {
-            inline = "{{Guests.Hex(image)}}"
-            load-address = 0x1000
-          }
-          cpu.registers.rip = 0x1000
-          devices.com1.options.sink = "memory:{{sink}}"
-          {{extra}}
-        }
-        """;
 
     [KvmFact]
     public void Vcpu_actor_restart_resumes_the_guest_and_no_byte_is_lost_or_duplicated()
     {
         var sink = SinkName();
         // Exit 25 is in the middle of the text (two exits a byte: LSR poll, THR write).
-        var ended = Run(Guest(Conf(Guests.PrintText(Text, 2), sink, """faults.vcpus."0".throw-after-exits = 25""")));
+        var ended = Run(Guest(RealModeGuest(Guests.PrintText(Text, 2), sink, """faults.vcpus."0".throw-after-exits = 25""")));
 
         Assert.Equal(VmEndReason.Halted, ended.Reason);
         Assert.Equal(Text + Text, SinkText(sink));
@@ -53,7 +38,7 @@ public sealed class SupervisionTests(ITestOutputHelper output) : KvmTestKit(outp
     {
         var sink = SinkName();
         // The first exit is the rep outsb (all of it, or its first chunk): the actor fails before delivering it.
-        var ended = Run(Guest(Conf(Guests.RepOutsb(Text), sink, """faults.vcpus."0".throw-after-exits = 1""")));
+        var ended = Run(Guest(RealModeGuest(Guests.RepOutsb(Text), sink, """faults.vcpus."0".throw-after-exits = 1""")));
 
         Assert.Equal(VmEndReason.Halted, ended.Reason);
         Assert.Equal(Text, SinkText(sink));
@@ -64,7 +49,7 @@ public sealed class SupervisionTests(ITestOutputHelper output) : KvmTestKit(outp
     public void Kvm_run_failing_with_an_injected_errno_is_supervised_and_the_guest_completes()
     {
         var sink = SinkName();
-        var ended = Run(Guest(Conf(Guests.PrintText(Text), sink, """
+        var ended = Run(Guest(RealModeGuest(Guests.PrintText(Text), sink, """
             faults.vcpus."0" {
               kvm-run-errno = 14
               kvm-run-errno-after-exits = 10
@@ -83,7 +68,7 @@ public sealed class SupervisionTests(ITestOutputHelper output) : KvmTestKit(outp
     {
         var sink = SinkName();
         // Access 20 is mid-text; the scratch register written before it is read back after it.
-        var ended = Run(Guest(Conf(Guests.PrintTextThenScratch(Text), sink, "faults.devices.com1.throw-on-access = 20")));
+        var ended = Run(Guest(RealModeGuest(Guests.PrintTextThenScratch(Text), sink, "faults.devices.com1.throw-on-access = 20")));
 
         Assert.Equal(VmEndReason.Halted, ended.Reason);
         Assert.Equal(Text + "\x5a", SinkText(sink));
@@ -96,7 +81,7 @@ public sealed class SupervisionTests(ITestOutputHelper output) : KvmTestKit(outp
     public void Delayed_device_replies_slow_the_guest_but_lose_nothing()
     {
         var sink = SinkName();
-        var ended = Run(Guest(Conf(Guests.PrintText("slow\n"), sink, "faults.devices.com1.reply-delay = 5ms")));
+        var ended = Run(Guest(RealModeGuest(Guests.PrintText("slow\n"), sink, "faults.devices.com1.reply-delay = 5ms")));
         Assert.Equal(VmEndReason.Halted, ended.Reason);
         Assert.Equal("slow\n", SinkText(sink));
     }
@@ -104,7 +89,7 @@ public sealed class SupervisionTests(ITestOutputHelper output) : KvmTestKit(outp
     [KvmFact]
     public void Exceeding_the_restart_limit_ends_the_vm_naming_the_actor_and_the_last_exception()
     {
-        var ended = Run(Guest(Conf(Guests.PrintText(Text, 5), SinkName(), """
+        var ended = Run(Guest(RealModeGuest(Guests.PrintText(Text, 5), SinkName(), """
             faults.vcpus."0" {
               throw-after-exits = 7
               repeat = true
@@ -123,7 +108,7 @@ public sealed class SupervisionTests(ITestOutputHelper output) : KvmTestKit(outp
     [KvmFact]
     public void Stop_vm_directive_ends_the_vm_at_the_first_device_failure()
     {
-        var ended = Run(Guest(Conf(Guests.PrintText(Text), SinkName(), """
+        var ended = Run(Guest(RealModeGuest(Guests.PrintText(Text), SinkName(), """
             faults.devices.com1.throw-on-access = 3
             supervision.device.directive = stop-vm
             """)));
@@ -136,7 +121,7 @@ public sealed class SupervisionTests(ITestOutputHelper output) : KvmTestKit(outp
     [KvmFact]
     public void A_spinning_guest_is_stopped_within_the_bound()
     {
-        var (vm, owner) = Start(Guest(Conf(Guests.Spin, SinkName())));
+        var (vm, owner) = Start(Guest(RealModeGuest(Guests.Spin, SinkName())));
         Watch(vm);
         // Let it get into its spin first: a pause is answered once the vCPU is out of KVM_RUN.
         vm.Tell(new PauseVm());
@@ -159,7 +144,7 @@ public sealed class SupervisionTests(ITestOutputHelper output) : KvmTestKit(outp
     {
         var sink = SinkName();
         // 65535 times the text: far more than the test waits for; the test stops it.
-        var (vm, owner) = Start(Guest(Conf(Guests.PrintText(Text, 65535), sink)));
+        var (vm, owner) = Start(Guest(RealModeGuest(Guests.PrintText(Text, 65535), sink)));
         Watch(vm);
         AwaitCondition(() => SinkText(sink).Length > 0, TimeSpan.FromSeconds(5));
 
@@ -185,7 +170,7 @@ public sealed class SupervisionTests(ITestOutputHelper output) : KvmTestKit(outp
     [KvmFact]
     public void Unmapped_mmio_in_strict_mode_ends_with_reason_registers_and_instruction()
     {
-        var ended = Run(Guest(Conf(Guests.ReadUnbackedMemory(), SinkName(), "unmapped-io = strict")));
+        var ended = Run(Guest(RealModeGuest(Guests.ReadUnbackedMemory(), SinkName(), "unmapped-io = strict")));
         Assert.Equal(VmEndReason.GuestFailure, ended.Reason);
         var f = Assert.IsType<GuestFailureInfo>(ended.Failure);
         Assert.Equal("KVM_EXIT_MMIO", f.ExitReason);
@@ -198,7 +183,7 @@ public sealed class SupervisionTests(ITestOutputHelper output) : KvmTestKit(outp
     public void Unmapped_mmio_read_returns_all_ones_by_default()
     {
         var sink = SinkName();
-        var ended = Run(Guest(Conf(Guests.ReadUnbackedMemory(), sink)));
+        var ended = Run(Guest(RealModeGuest(Guests.ReadUnbackedMemory(), sink)));
         Assert.Equal(VmEndReason.Halted, ended.Reason);
         Assert.Equal([0xff], KvmActors.Runtime.Devices.HostIo.For(Sys).Memory(sink).Bytes);
     }
@@ -209,7 +194,7 @@ public sealed class SupervisionTests(ITestOutputHelper output) : KvmTestKit(outp
         // Flat protected mode with an empty IDT: the #UD of ud2 cannot be delivered, nor the #DF after it.
         // Loaded at 0x8000: in protected mode the runtime's GDT sits at 0x1000.
         var image = Guests.Assemble(32, 0x8000, a => { a.nop(); a.ud2(); });
-        var ended = Run(Guest(Conf(image, SinkName(), "cpu.mode = protected"), "guest.image.load-address=0x8000", "guest.cpu.registers.rip=0x8000"));
+        var ended = Run(Guest(RealModeGuest(image, SinkName(), "cpu.mode = protected"), "guest.image.load-address=0x8000", "guest.cpu.registers.rip=0x8000"));
 
         Assert.Equal(VmEndReason.GuestFailure, ended.Reason);
         var f = Assert.IsType<GuestFailureInfo>(ended.Failure);

@@ -27,11 +27,7 @@ public static class Guests
     /// </summary>
     public static byte[] SmpHello()
     {
-        // The message follows the code: assemble once to learn the code's length (mov bx, imm16 has a
-        // fixed size, so the second pass has the same length).
-        var length = SmpHelloCode(0).Length;
-        var message = (ushort)(0x1000 + length);
-        return [.. SmpHelloCode(message), .. "hello from vCPU \0"u8];
+        return CodeThenText(SmpHelloCode, "hello from vCPU ");
     }
 
     private static byte[] SmpHelloCode(ushort message) =>
@@ -102,23 +98,23 @@ public static class Guests
     public static readonly byte[] Spin = [0xeb, 0xfe];
 
     /// <summary>
-    /// Real mode at 0x1000: prints <paramref name="text"/> <paramref name="times"/> times on COM1, polling
-    /// LSR.THRE before every byte (two exits a byte), then halts. The text follows the code.
+    /// A real-mode image at 0x1000 whose code is followed by <paramref name="text"/> (NUL-terminated).
+    /// The code is assembled twice: once to learn its length (the text's address operand has a fixed
+    /// size), then with the text's address.
     /// </summary>
-    public static byte[] PrintText(string text, int times = 1)
+    private static byte[] CodeThenText(Func<ushort, byte[]> code, string text, bool terminate = true)
     {
-        var length = PrintTextCode(0, times).Length;
-        return [.. PrintTextCode((ushort)(0x1000 + length), times), .. System.Text.Encoding.ASCII.GetBytes(text), 0];
+        var length = code(0).Length;
+        var bytes = System.Text.Encoding.ASCII.GetBytes(text);
+        return [.. code((ushort)(0x1000 + length)), .. bytes, .. (terminate ? new byte[] { 0 } : [])];
     }
 
-    private static byte[] PrintTextCode(ushort message, int times) => Assemble(16, 0x1000, a =>
+    /// <summary>Prints the NUL-terminated string at <paramref name="message"/> on COM1, polling LSR.THRE before each byte.</summary>
+    private static void EmitPolledPrint(Assembler a, ushort message)
     {
-        var outer = a.CreateLabel();
         var loop = a.CreateLabel();
         var wait = a.CreateLabel();
         var done = a.CreateLabel();
-        a.mov(cx, (ushort)times);
-        a.Label(ref outer);
         a.mov(si, message);
         a.Label(ref loop);
         a.mov(dx, 0x3fd);
@@ -134,67 +130,50 @@ public static class Guests
         a.inc(si);
         a.jmp(loop);
         a.Label(ref done);
+    }
+
+    /// <summary>
+    /// Real mode at 0x1000: prints <paramref name="text"/> <paramref name="times"/> times on COM1, polling
+    /// LSR.THRE before every byte (two exits a byte), then halts.
+    /// </summary>
+    public static byte[] PrintText(string text, int times = 1) => CodeThenText(message => Assemble(16, 0x1000, a =>
+    {
+        var outer = a.CreateLabel();
+        a.mov(cx, (ushort)times);
+        a.Label(ref outer);
+        EmitPolledPrint(a, message);
         a.dec(cx);
         a.jnz(outer);
         a.hlt();
-    });
+    }), text);
 
     /// <summary>
     /// Real mode: writes 0x5a to the UART's scratch register, prints <paramref name="text"/> (polled),
     /// then reads the scratch register back and prints it as one raw byte, then halts.
     /// </summary>
-    public static byte[] PrintTextThenScratch(string text)
+    public static byte[] PrintTextThenScratch(string text) => CodeThenText(message => Assemble(16, 0x1000, a =>
     {
-        var length = ScratchCode(0).Length;
-        return [.. ScratchCode((ushort)(0x1000 + length)), .. System.Text.Encoding.ASCII.GetBytes(text), 0];
-    }
-
-    private static byte[] ScratchCode(ushort message) => Assemble(16, 0x1000, a =>
-    {
-        var loop = a.CreateLabel();
-        var wait = a.CreateLabel();
-        var done = a.CreateLabel();
         a.mov(dx, 0x3ff);
         a.mov(al, 0x5a);
         a.@out(dx, al);
-        a.mov(si, message);
-        a.Label(ref loop);
-        a.mov(dx, 0x3fd);
-        a.Label(ref wait);
-        a.@in(al, dx);
-        a.test(al, 0x20);
-        a.jz(wait);
-        a.mov(al, __byte_ptr[si]);
-        a.test(al, al);
-        a.jz(done);
-        a.mov(dx, 0x3f8);
-        a.@out(dx, al);
-        a.inc(si);
-        a.jmp(loop);
-        a.Label(ref done);
+        EmitPolledPrint(a, message);
         a.mov(dx, 0x3ff);
         a.@in(al, dx);
         a.mov(dx, 0x3f8);
         a.@out(dx, al);
         a.hlt();
-    });
+    }), text);
 
     /// <summary>Real mode: one rep outsb of <paramref name="text"/> to COM1 (a single string-I/O exit, or a few), then halts.</summary>
-    public static byte[] RepOutsb(string text)
-    {
-        var length = RepOutsbCode(0, text.Length).Length;
-        return [.. RepOutsbCode((ushort)(0x1000 + length), text.Length), .. System.Text.Encoding.ASCII.GetBytes(text)];
-    }
-
-    private static byte[] RepOutsbCode(ushort message, int count) => Assemble(16, 0x1000, a =>
+    public static byte[] RepOutsb(string text) => CodeThenText(message => Assemble(16, 0x1000, a =>
     {
         a.mov(si, message);
-        a.mov(cx, (ushort)count);
+        a.mov(cx, (ushort)text.Length);
         a.mov(dx, 0x3f8);
         a.cld();
         a.rep.outsb();
         a.hlt();
-    });
+    }), text, terminate: false);
 
     /// <summary>Real mode: reads a byte at guest-physical 0x20000 (unbacked when RAM is 64K: an MMIO exit), prints it, halts.</summary>
     public static byte[] ReadUnbackedMemory() => Assemble(16, 0x1000, a =>

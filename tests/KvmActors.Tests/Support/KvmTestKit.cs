@@ -33,6 +33,26 @@ public abstract class KvmTestKit : TestKit
     protected static GuestSpec Guest(string hocon, params string[] sets) =>
         GuestConfigLoader.FromText(hocon, "test.conf", AppContext.BaseDirectory, sets);
 
+    /// <summary>
+    /// A real-mode guest of 64 KiB RAM running <paramref name="image"/> from 0x1000, with COM1 writing to the
+    /// memory sink <paramref name="sink"/>, plus the guest-block lines in <paramref name="extra"/>.
+    /// </summary>
+    protected static string RealModeGuest(byte[] image, string sink, string extra = "") => $$"""
+        guest {
+          name = test
+          memory = [
+            { address = 0, size = 64K }
+          ]
+          image {
+            inline = "{{Guests.Hex(image)}}"
+            load-address = 0x1000
+          }
+          cpu.registers.rip = 0x1000
+          devices.com1.options.sink = "memory:{{sink}}"
+          {{extra}}
+        }
+        """;
+
     /// <summary>Starts the VM with a probe as its owner; the caller expects <see cref="VmEnded"/> on the probe.</summary>
     protected (IActorRef Vm, TestProbe Owner) Start(GuestSpec spec)
     {
