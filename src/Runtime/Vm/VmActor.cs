@@ -60,6 +60,8 @@ public sealed class VmActor : UntypedActor, IWithTimers
             {
                 _failures.Add(new ActorFailure(child.Path.Name, cause.GetType().Name, cause.Message, restarted, DateTimeOffset.UtcNow));
                 if (!restarted) _stopCause[child.Path.Name] = $"{outcome}; last exception {cause.GetType().Name}: {cause.Message}";
+                // Escalation: the VM ends first (every vCPU out of KVM_RUN and stopped), then fails: see Finish.
+                if (outcome == "escalated") _escalated ??= new VmChildFailedException(child.Path.Name, cause);
             });
 
     protected override void PreStart()
@@ -73,6 +75,30 @@ public sealed class VmActor : UntypedActor, IWithTimers
             // Setup failures are reported, not retried: the owner learns why and every resource is released.
             EndVm(VmEndReason.Fault, e.Message, e is ConfigException or BusOverlapException ? 2 : 1, null);
         }
+    }
+
+    /// <summary>
+    /// A VM is not re-created by a restart (its guest would start over): when its supervisor restarts the
+    /// VM actor (after an escalated failure), the old incarnation has already released the VM and told the
+    /// owner, and the new one just stops.
+    /// </summary>
+    protected override void PostRestart(Exception reason)
+    {
+        _restarted = true;
+        Context.Stop(Self);
+    }
+
+    private bool _restarted;
+    private VmChildFailedException? _escalated;
+
+    /// <summary>
+    /// Every vCPU has stopped: stop, or, where a child's failure was escalated, fail now so the VM actor's
+    /// own supervisor decides (no vCPU thread is in KVM_RUN any more when the VM is released).
+    /// </summary>
+    private void Finish()
+    {
+        if (_escalated is { } e) throw e;
+        Context.Stop(Self);
     }
 
     private void Setup()
@@ -168,7 +194,16 @@ public sealed class VmActor : UntypedActor, IWithTimers
                         u.IsWrite ? "dropped" : "reads all ones");
                 break;
             case SetIrqLine irq:
-                if (_machine?.SetIrqLine(irq.Line, irq.Level) != true)
+                bool driven;
+                try { driven = _machine?.SetIrqLine(irq.Line, irq.Level) == true; }
+                catch (KvmException e)
+                {
+                    // A line KVM refuses (e.g. out of the irqchip's range) is the device's config problem,
+                    // not a reason to fail (and so restart) the VM actor itself.
+                    EndVm(VmEndReason.Fault, $"device '{irq.DeviceName}' drove IRQ {irq.Line}: {e.Message}", 1, null);
+                    break;
+                }
+                if (!driven)
                     _log.Debug("device {0} set IRQ {1} {2} (no irqchip: no-op)", irq.DeviceName, irq.Line, irq.Level ? "high" : "low");
                 break;
             case VcpuStopped stopped:
@@ -195,14 +230,11 @@ public sealed class VmActor : UntypedActor, IWithTimers
                 foreach (var (actor, id) in _vcpuActors)
                     if (!_pausedVcpus.Contains(id)) Kick(id);
                 break;
-            case EscalatedFailure f:
-                _end ??= (VmEndReason.Fault, $"{f.Actor} failed and was escalated: {f.Cause.GetType().Name}: {f.Cause.Message}", 1, null);
-                throw new VmChildFailedException(f.Actor, f.Cause);
             case KickAgain:
                 foreach (var id in _vcpuNativeThreads.Keys) Kick(id);
                 break;
             case StopTimedOut:
-                _log.Warning("VM '{0}': vCPUs {1} did not acknowledge the stop in {2}; releasing the VM anyway",
+                _log.Warning("VM '{0}': vCPUs {1} did not acknowledge the stop in {2}; stopping the VM actor (the VM is released once they leave KVM_RUN)",
                     _spec.Name, string.Join(",", _vcpuNativeThreads.Keys), _settings.StopTimeout);
                 Context.Stop(Self);
                 break;
@@ -226,7 +258,7 @@ public sealed class VmActor : UntypedActor, IWithTimers
                 EndVm(VmEndReason.Fault, $"device '{name}' stopped: {Cause(child)}", 1, null);
         }
         if (_end is not null && _vcpuActors.Count == 0)
-            Context.Stop(Self);
+            Finish();
     }
 
     private string Cause(IActorRef child) =>
@@ -278,7 +310,7 @@ public sealed class VmActor : UntypedActor, IWithTimers
         _log.Info("VM '{0}' ending: {1} ({2})", _spec.Name, reason, detail);
         if (_vcpuActors.Count == 0)
         {
-            Context.Stop(Self);
+            Finish();
             return;
         }
         foreach (var (actor, id) in _vcpuActors)
@@ -302,6 +334,7 @@ public sealed class VmActor : UntypedActor, IWithTimers
     {
         // Children are stopped by now; release the kernel objects in reverse order of creation.
         _machine?.Dispose();
+        if (_restarted) return; // the incarnation before this one released the VM and told the owner
         var end = _end ?? (VmEndReason.Fault, "the VM actor stopped unexpectedly", 1, null);
         var summaries = _summaries.Values.OrderBy(s => s.VcpuId).ToList();
         _owner.Tell(new VmEnded(_spec.Name, end.Reason, end.Detail, end.Status, end.Failure, summaries, _failures.ToList()));
@@ -348,7 +381,6 @@ internal sealed class VmSupervisorStrategy(
             case SupervisionDirective.Escalate:
                 record(child, cause, false, "escalated");
                 context.Stop(child);
-                context.Self.Tell(new EscalatedFailure(child.Path.Name, cause));
                 break;
             default:
                 record(child, cause, false, "directive stop-vm");
@@ -368,9 +400,6 @@ internal sealed class VmSupervisorStrategy(
 
 /// <summary>A child failed at creation because of its configuration.</summary>
 internal sealed record ChildConfigError(string Actor, ConfigException Error);
-
-/// <summary>A child failed under the escalate directive: the VM actor rethrows it to its own supervisor.</summary>
-internal sealed record EscalatedFailure(string Actor, Exception Cause);
 
 /// <summary>The VM actor fails with this when a child's failure is escalated.</summary>
 public sealed class VmChildFailedException(string actor, Exception cause)

@@ -204,4 +204,23 @@ public sealed class SupervisionTests(ITestOutputHelper output) : KvmTestKit(outp
         Assert.Contains("32-bit @ 0x8001: ud2", f.FaultingInstruction);
         Assert.Contains("rip=0000000000008001", f.Describe());
     }
+
+    [KvmFact]
+    public void Escalate_ends_the_vm_then_fails_the_vm_actor_and_the_owner_hears_of_it_once()
+    {
+        EventFilter.Exception<VmChildFailedException>().ExpectOne(() =>
+        {
+            var (vm, owner) = Start(Guest(RealModeGuest(Guests.PrintText(Text), SinkName(), """
+                faults.vcpus."0".throw-after-exits = 5
+                supervision.vcpu.directive = escalate
+                """)));
+            Watch(vm);
+            var ended = owner.ExpectMsg<VmEnded>(TimeSpan.FromSeconds(10));
+            Assert.Equal(VmEndReason.Fault, ended.Reason);
+            Assert.Contains("vcpu-0", ended.Detail);
+            Assert.Contains("escalated", ended.Detail);
+            ExpectTerminated(vm); // the guardian restarts it, and a restarted VM actor just stops
+            owner.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
+        });
+    }
 }
