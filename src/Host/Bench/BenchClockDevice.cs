@@ -50,10 +50,11 @@ public sealed class BenchMarks
 
 /// <summary>
 /// The benchmark's timing device on <see cref="BenchGuests.MarkerPort"/>: a write of 0 is a vCPU's start
-/// marker, any other value its end marker. In the actor variant the time is taken when this actor handles
-/// the write (one mailbox hop after the exit, at both ends of the interval).
+/// marker, any other value its end marker. In the actor variants the time is taken when this actor handles
+/// the write: on the vCPU thread, inside the exit, when the device dispatcher runs it inline (the default);
+/// a mailbox hop later with thread-pool devices (at both ends of the interval alike). Not a registered device
+/// type: the bench names it by its CLR type.
 /// </summary>
-[DeviceType("bench-clock")]
 public sealed class BenchClockDevice : DeviceActor
 {
     private readonly BenchMarks? _marks;

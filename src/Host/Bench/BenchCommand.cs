@@ -4,6 +4,7 @@ using System.Text.Json;
 using Akka.Actor;
 using Akka.Configuration;
 using KvmActors.Runtime.Config;
+using KvmActors.Runtime.Vcpu;
 using KvmActors.Runtime.Vm;
 
 namespace KvmActors.Host.Bench;
@@ -17,21 +18,26 @@ public sealed record BenchOptions(
     int StartupRuns,
     bool Native,
     string? ExitbenchSource,
-    bool Quick)
+    bool Quick,
+    bool Ablation = false)
 {
     public const string Usage = """
         usage: kvmactors bench [--quick] [--n N] [--rounds R] [--vcpus 1,2,4] [--workloads out,inout]
-                               [--startup-runs K] [--no-native] [--exitbench PATH] [--json FILE]
+                               [--startup-runs K] [--no-native] [--exitbench PATH] [--ablation] [--json FILE]
+          the exit path of the actor runtime against a plain loop, side by side in this process, and the
+          start-up time of `kvmactors run` against exitbench.c; prints a table (exit status 0, 1 without KVM)
 
-          --quick           N=5000, 3 rounds, 3 start-up runs (about a minute less than the default)
+          --quick           N=5000, 3 rounds, 3 start-up runs: a first look in well under a minute
           --n N             guest loop iterations per vCPU (default 20000; out = N exits, inout = 2N exits)
           --rounds R        rounds; each round runs every workload and vCPU count once per variant,
-                            alternating which variant goes first (default 5)
+                            rotating which variant goes first (default 7)
           --vcpus LIST      vCPU counts (default 1,2,4)
           --workloads LIST  out, inout (default both)
           --startup-runs K  child processes per start-up figure, 0 to skip (default 5)
           --no-native       skip the C exitbench reference (compiled with gcc at bench time)
           --exitbench PATH  exitbench.c (default: shared/reference/exitbench.c found above this directory)
+          --ablation        also run the actor runtime with each part of the exit-path design switched
+                            off (thread-pool devices, no read snapshots, one exit per message, all three)
           --json FILE       also write the results as JSON
         """;
 
@@ -41,6 +47,7 @@ public sealed record BenchOptions(
         int? rounds = null, startup = null;
         var quick = false;
         var native = true;
+        var ablation = false;
         string? json = null, source = null;
         IReadOnlyList<int> vcpus = [1, 2, 4];
         IReadOnlyList<Workload> workloads = [Workload.Out, Workload.InOut];
@@ -74,14 +81,15 @@ public sealed record BenchOptions(
                         }).Distinct().ToList();
                     break;
                 case "--no-native": native = false; break;
+                case "--ablation": ablation = true; break;
                 case "--exitbench": source = Next(); break;
                 case "--json": json = Next(); break;
                 default: throw new UsageException($"bench: unknown option '{a}'");
             }
         }
         if (vcpus.Count == 0 || workloads.Count == 0) throw new UsageException("bench: nothing to run");
-        return new BenchOptions(n ?? (quick ? 5000 : 20000), rounds ?? (quick ? 3 : 5), vcpus, workloads, json,
-            startup ?? (quick ? 3 : 5), native, source, quick);
+        return new BenchOptions(n ?? (quick ? 5000 : 20000), rounds ?? (quick ? 3 : 7), vcpus, workloads, json,
+            startup ?? (quick ? 3 : 5), native, source, quick, ablation);
     }
 }
 
@@ -94,11 +102,35 @@ public sealed record BenchOptions(
 /// </summary>
 public static class BenchCommand
 {
+    /// <summary>A way to run the guest: the inline loop, or the actor runtime with some settings.</summary>
+    private sealed record Variant(string Name, string Description, string? AkkaOverrides)
+    {
+        public bool IsInline => AkkaOverrides is null;
+        public ActorSystem? System;
+        public VmSettings? Settings;
+    }
+
+    private static readonly Variant InlineVariant = new("inline", "plain loop per vCPU thread, exits handled inline", null);
+    private static readonly Variant ActorsVariant = new("actors", "the runtime as configured by default", "");
+
+    // --ablation: the actor runtime with one part of the exit-path design (or all three) switched off.
+    private static readonly Variant[] Ablations =
+    [
+        new("pool-devices", "device actors on the thread pool (default dispatcher)", "kvmactors.device-dispatcher.type = Dispatcher"),
+        new("no-snapshot", "every IN a round trip (read snapshots off)", "kvmactors.devices.read-snapshots = off"),
+        new("exit-per-msg", "one RunGuest message per exit", "kvmactors.vcpu.exits-per-message = 1"),
+        new("before", "all three off: the exit path before issue 6",
+            "kvmactors.device-dispatcher.type = Dispatcher\nkvmactors.devices.read-snapshots = off\nkvmactors.vcpu.exits-per-message = 1"),
+    ];
+
     private sealed record Cell(Workload Workload, int Vcpus)
     {
-        public readonly List<double> Inline = new(), Actors = new(), Ratios = new(), Native = new();
-        public readonly List<double> InlineCpu = new(), ActorsCpu = new(); // CPU µs of the process per exit
+        public readonly Dictionary<string, List<double>> Rate = new(), Ratio = new(), Cpu = new(), Outside = new(), Inside = new();
+        public readonly List<double> Native = new();
         public long FastReads, SlowReads; // COM1 INs answered from the read snapshot / by a round trip (actors)
+
+        public List<double> Of(Dictionary<string, List<double>> d, string variant) =>
+            d.TryGetValue(variant, out var l) ? l : d[variant] = new List<double>();
     }
 
     public static async Task<int> RunAsync(BenchOptions o)
@@ -112,68 +144,80 @@ public static class BenchCommand
 
         using var native = o.Native ? NativeReference.Prepare(o.ExitbenchSource) : null;
         var cells = (from w in o.Workloads from v in o.VcpuCounts select new Cell(w, v)).ToList();
+        List<Variant> variants = [InlineVariant, ActorsVariant, .. o.Ablation ? Ablations : []];
 
         Console.WriteLine($"kvmactors bench: N={o.Iterations} iterations per vCPU, {o.Rounds} rounds, {Environment.ProcessorCount} host CPUs");
         Console.WriteLine("timed: first vCPU's start marker to last vCPU's end marker (VM creation, thread/actor start, teardown excluded)");
         if (native?.Skipped is { } skipped) Console.WriteLine($"C exitbench reference skipped: {skipped}");
 
-        var system = ActorSystem.Create("kvmactors-bench", KvmActorsConfig.WithDefaults(ConfigurationFactory.ParseString("""
-            akka.loglevel = WARNING
-            akka.stdout-loglevel = WARNING
-            akka.log-dead-letters = off
-            akka.log-dead-letters-during-shutdown = off
-            """)));
+        ExitTiming.Enabled = true; // two timestamps per exit, in both variants alike
         try
         {
-            var settings = VmSettings.From(system.Settings.Config);
+            foreach (var v in variants.Where(v => !v.IsInline))
+            {
+                v.System = ActorSystem.Create($"kvmactors-bench-{v.Name}", KvmActorsConfig.WithDefaults(ConfigurationFactory.ParseString($"""
+                    akka.loglevel = WARNING
+                    akka.stdout-loglevel = WARNING
+                    akka.log-dead-letters = off
+                    akka.log-dead-letters-during-shutdown = off
+                    {v.AkkaOverrides}
+                    """)));
+                v.Settings = VmSettings.From(v.System.Settings.Config);
+            }
+            var kvmDevice = ActorsVariant.Settings!.KvmDevice;
+            var timeout = TimeSpan.FromSeconds(Math.Max(60, o.Iterations / 1000.0));
+
+            async Task<(long Exits, TimeSpan Elapsed, TimeSpan Cpu, long Fast, long Slow)> RunOne(Variant v, GuestSpec spec, string runId)
+            {
+                ExitTiming.TakeAndReset();
+                if (v.IsInline)
+                {
+                    var r = InlineRunner.Run(spec, kvmDevice);
+                    return (r.ComExits, r.Elapsed, r.Cpu, 0, 0);
+                }
+                var a = await ActorRunner.RunAsync(v.System!, v.Settings!, spec, runId, timeout);
+                return (a.ComExits, a.Elapsed, a.Cpu, a.FastReads, a.SlowReads);
+            }
+
             // Warm-up, not counted: every cell once per variant, so the code measured is the JIT's optimised
             // tier and not its first tier (tiered compilation recompiles hot methods in the background after
-            // ~30 calls and a 100 ms delay), then a pause for that background compilation to finish.
+            // ~30 calls and a 100 ms delay), then a pause until that background compilation is done.
             Console.Error.Write("warm-up...");
             foreach (var cell in cells)
-            {
-                var warm = BenchGuests.Spec(cell.Workload, cell.Vcpus, o.Iterations, "warm");
-                InlineRunner.Run(warm, settings.KvmDevice);
-                await ActorRunner.RunAsync(system, settings, warm, "warm", TimeSpan.FromSeconds(60));
-            }
+                foreach (var v in variants)
+                    await RunOne(v, BenchGuests.Spec(cell.Workload, cell.Vcpus, o.Iterations, "warm"), "warm");
             await JitSettled();
 
-            var timeout = TimeSpan.FromSeconds(Math.Max(60, o.Iterations / 1000.0));
             for (var round = 0; round < o.Rounds; round++)
             {
                 Console.Error.Write($"\rround {round + 1}/{o.Rounds}...");
                 foreach (var cell in cells)
                 {
                     var expected = o.Iterations * cell.Workload.ExitsPerIteration() * cell.Vcpus;
-                    double inline = 0, actors = 0, inlineCpu = 0, actorsCpu = 0;
-                    // Alternate which variant goes first, per round and per cell.
-                    var actorsFirst = (round + cells.IndexOf(cell)) % 2 == 1;
-                    for (var k = 0; k < 2; k++)
+                    // Rotate which variant goes first, per round and per cell.
+                    var shift = round + cells.IndexOf(cell);
+                    var rates = new Dictionary<string, double>();
+                    for (var k = 0; k < variants.Count; k++)
                     {
-                        var runId = $"r{round}-{cell.Workload.Name()}-{cell.Vcpus}-{k}";
-                        var spec = BenchGuests.Spec(cell.Workload, cell.Vcpus, o.Iterations, runId);
-                        if ((k == 0) == actorsFirst)
+                        var v = variants[(k + shift) % variants.Count];
+                        var runId = $"r{round}-{cell.Workload.Name()}-{cell.Vcpus}-{v.Name}";
+                        var r = await RunOne(v, BenchGuests.Spec(cell.Workload, cell.Vcpus, o.Iterations, runId), runId);
+                        if (r.Exits != expected)
+                            throw new InvalidOperationException($"{v.Name} {cell.Workload.Name()} x{cell.Vcpus}: {r.Exits} COM1 exits, expected {expected}");
+                        rates[v.Name] = r.Exits / r.Elapsed.TotalSeconds;
+                        var timing = ExitTiming.TakeAndReset();
+                        cell.Of(cell.Outside, v.Name).Add(timing.OutsideMicroseconds / timing.Exits);
+                        cell.Of(cell.Inside, v.Name).Add(timing.InsideMicroseconds / timing.Exits);
+                        cell.Of(cell.Rate, v.Name).Add(rates[v.Name]);
+                        cell.Of(cell.Cpu, v.Name).Add(r.Cpu.TotalMicroseconds / r.Exits);
+                        if (v == ActorsVariant)
                         {
-                            var r = await ActorRunner.RunAsync(system, settings, spec, runId, timeout);
-                            Check("actors", cell, r.ComExits, expected);
-                            actors = r.ComExits / r.Elapsed.TotalSeconds;
-                            actorsCpu = r.Cpu.TotalMicroseconds / r.ComExits;
-                            cell.FastReads += r.FastReads;
-                            cell.SlowReads += r.SlowReads;
-                        }
-                        else
-                        {
-                            var r = InlineRunner.Run(spec, settings.KvmDevice);
-                            Check("inline", cell, r.ComExits, expected);
-                            inline = r.ComExits / r.Elapsed.TotalSeconds;
-                            inlineCpu = r.Cpu.TotalMicroseconds / r.ComExits;
+                            cell.FastReads += r.Fast;
+                            cell.SlowReads += r.Slow;
                         }
                     }
-                    cell.Inline.Add(inline);
-                    cell.Actors.Add(actors);
-                    cell.Ratios.Add(actors / inline);
-                    cell.InlineCpu.Add(inlineCpu);
-                    cell.ActorsCpu.Add(actorsCpu);
+                    foreach (var v in variants.Where(v => !v.IsInline))
+                        cell.Of(cell.Ratio, v.Name).Add(rates[v.Name] / rates[InlineVariant.Name]);
                     if (native?.ExitsPerSecond(cell.Workload, cell.Vcpus, o.Iterations) is { } c) cell.Native.Add(c);
                 }
             }
@@ -181,10 +225,17 @@ public static class BenchCommand
         }
         finally
         {
-            await system.Terminate();
+            ExitTiming.Enabled = false;
+            foreach (var v in variants)
+                if (v.System is { } system)
+                {
+                    await system.Terminate();
+                    v.System = null;
+                }
         }
 
         PrintTable(cells, native is { Binary: not null });
+        if (o.Ablation) PrintAblation(cells);
 
         var startup = o.StartupRuns > 0 ? MeasureStartup(o.StartupRuns, native) : [];
         if (o.StartupRuns > 0) PrintStartup(startup, native);
@@ -207,29 +258,41 @@ public static class BenchCommand
         }
     }
 
-    private static void Check(string variant, Cell cell, long got, long expected)
-    {
-        if (got != expected)
-            throw new InvalidOperationException($"{variant} {cell.Workload.Name()} x{cell.Vcpus}: {got} COM1 exits, expected {expected}");
-    }
-
     private static void PrintTable(List<Cell> cells, bool withNative)
     {
         Console.WriteLine();
-        Console.WriteLine($"{"workload",-8} {"vCPUs",5}  {"inline exits/s",22}  {"actors exits/s",22}  {"actors/inline",18}  {"CPU µs/exit inline actors",25}{(withNative ? "  C exitbench" : "")}  {"IN from snapshot",16}");
+        Console.WriteLine($"{"",-14}  {"exits/s (median ± half range)",46}  {"",18}  {"µs per exit: handling",21}  {"in KVM_RUN",13}");
+        Console.WriteLine($"{"workload",-8} {"vCPUs",5}  {"inline",22}  {"actors",22}  {"actors/inline",18}  {"inline",10} {"actors",10}  {"inline",6} {"actors",6}{(withNative ? "  C exitbench" : "")}  {"IN from snapshot",16}");
         foreach (var c in cells)
         {
-            var ratio = Stats.Median(c.Ratios);
-            var line = $"{c.Workload.Name(),-8} {c.Vcpus,5}  {Rate(c.Inline),22}  {Rate(c.Actors),22}  " +
-                       $"{ratio,6:F3} [{c.Ratios.Min():F3}-{c.Ratios.Max():F3}]  {Stats.Median(c.InlineCpu),18:F2} {Stats.Median(c.ActorsCpu),6:F2}";
+            var ratios = c.Ratio[ActorsVariant.Name];
+            var line = $"{c.Workload.Name(),-8} {c.Vcpus,5}  {Rate(c.Rate[InlineVariant.Name]),22}  {Rate(c.Rate[ActorsVariant.Name]),22}  " +
+                       $"{Stats.Median(ratios),6:F3} [{ratios.Min():F3}-{ratios.Max():F3}]  " +
+                       $"{Stats.Median(c.Outside[InlineVariant.Name]),10:F2} {Stats.Median(c.Outside[ActorsVariant.Name]),10:F2}  " +
+                       $"{Stats.Median(c.Inside[InlineVariant.Name]),6:F2} {Stats.Median(c.Inside[ActorsVariant.Name]),6:F2}";
             if (withNative) line += c.Native.Count > 0 ? $"  {Stats.Median(c.Native),11:N0}" : $"  {"-",11}";
             var reads = c.FastReads + c.SlowReads;
             line += reads > 0 ? $"  {100.0 * c.FastReads / reads,15:F1}%" : $"  {"-",16}";
             Console.WriteLine(line);
         }
         Console.WriteLine("exits/s: median over rounds ± half the range; ratio: median of the per-round actors/inline ratios [min-max]");
+        Console.WriteLine("µs per exit, handling: the vCPU thread's time outside KVM_RUN per exit (KVM_RUN return to next KVM_RUN: decoding,");
+        Console.WriteLine("  devices, messages, mailbox) — the runtime's own cost; in KVM_RUN: the exit itself (world switch, emulation, guest code)");
+        if (withNative)
+            Console.WriteLine("C exitbench: exitbench.c, its own process, same N (its inout reads 0x3f8 and runs 4 guest instructions per 2 exits, ours 6)");
         Console.WriteLine("IN from snapshot: share of the actor variant's COM1 INs answered from the UART's read snapshot (the rest: round trips)");
-        Console.WriteLine("CPU µs/exit: CPU time of the whole process (all threads, user+system, getrusage) over the timed interval / exits; median");
+    }
+
+    private static void PrintAblation(List<Cell> cells)
+    {
+        var names = Ablations.Select(a => a.Name).Prepend(ActorsVariant.Name).ToList();
+        Console.WriteLine();
+        Console.WriteLine("ablation: exits/s (median), ratio to inline (median of per-round ratios), µs of handling per exit; one part of the design off");
+        Console.WriteLine($"{"workload",-8} {"vCPUs",5}" + string.Concat(names.Select(n => $"  {n,26}")));
+        foreach (var c in cells)
+            Console.WriteLine($"{c.Workload.Name(),-8} {c.Vcpus,5}" +
+                              string.Concat(names.Select(n => $"  {Stats.Median(c.Rate[n]),8:N0} ({Stats.Median(c.Ratio[n]),5:F3}) {Stats.Median(c.Outside[n]),5:F2}")));
+        foreach (var a in Ablations) Console.WriteLine($"  {a.Name}: {a.Description}");
     }
 
     private static string Rate(List<double> values) => $"{Stats.Median(values),10:N0} ±{Stats.Spread(values) * 100,4:F1}%";
@@ -278,16 +341,28 @@ public static class BenchCommand
             {
                 ["workload"] = c.Workload.Name(),
                 ["vcpus"] = c.Vcpus,
-                ["inline"] = Math.Round(Stats.Median(c.Inline)),
-                ["actors"] = Math.Round(Stats.Median(c.Actors)),
-                ["ratio"] = Math.Round(Stats.Median(c.Ratios), 4),
-                ["inline_rounds"] = c.Inline.Select(v => Math.Round(v)).ToList(),
-                ["actors_rounds"] = c.Actors.Select(v => Math.Round(v)).ToList(),
-                ["ratio_rounds"] = c.Ratios.Select(r => Math.Round(r, 4)).ToList(),
-                ["inline_cpu_us_per_exit"] = Math.Round(Stats.Median(c.InlineCpu), 3),
-                ["actors_cpu_us_per_exit"] = Math.Round(Stats.Median(c.ActorsCpu), 3),
+                ["inline"] = Math.Round(Stats.Median(c.Rate[InlineVariant.Name])),
+                ["actors"] = Math.Round(Stats.Median(c.Rate[ActorsVariant.Name])),
+                ["ratio"] = Math.Round(Stats.Median(c.Ratio[ActorsVariant.Name]), 4),
+                ["inline_rounds"] = c.Rate[InlineVariant.Name].Select(v => Math.Round(v)).ToList(),
+                ["actors_rounds"] = c.Rate[ActorsVariant.Name].Select(v => Math.Round(v)).ToList(),
+                ["ratio_rounds"] = c.Ratio[ActorsVariant.Name].Select(r => Math.Round(r, 4)).ToList(),
+                ["inline_cpu_us_per_exit"] = Math.Round(Stats.Median(c.Cpu[InlineVariant.Name]), 3),
+                ["actors_cpu_us_per_exit"] = Math.Round(Stats.Median(c.Cpu[ActorsVariant.Name]), 3),
+                ["inline_handling_us_per_exit"] = Math.Round(Stats.Median(c.Outside[InlineVariant.Name]), 3),
+                ["actors_handling_us_per_exit"] = Math.Round(Stats.Median(c.Outside[ActorsVariant.Name]), 3),
+                ["inline_kvm_run_us_per_exit"] = Math.Round(Stats.Median(c.Inside[InlineVariant.Name]), 3),
+                ["actors_kvm_run_us_per_exit"] = Math.Round(Stats.Median(c.Inside[ActorsVariant.Name]), 3),
                 ["actors_in_from_snapshot"] = c.FastReads + c.SlowReads > 0 ? Math.Round((double)c.FastReads / (c.FastReads + c.SlowReads), 4) : null,
                 ["c_exitbench"] = c.Native.Count > 0 ? Math.Round(Stats.Median(c.Native)) : null,
+                ["ablation"] = o.Ablation
+                    ? Ablations.ToDictionary(a => a.Name, a => (object)new Dictionary<string, object>
+                    {
+                        ["exits_per_s"] = Math.Round(Stats.Median(c.Rate[a.Name])),
+                        ["ratio"] = Math.Round(Stats.Median(c.Ratio[a.Name]), 4),
+                        ["handling_us_per_exit"] = Math.Round(Stats.Median(c.Outside[a.Name]), 3),
+                    })
+                    : null,
             }).ToList(),
             ["startup"] = startup.Select(s => new Dictionary<string, object?>
             {

@@ -1,6 +1,7 @@
 using KvmActors.Devices.Uart16550;
 using KvmActors.Runtime.Config;
 using KvmActors.Runtime.Kvm;
+using KvmActors.Runtime.Vcpu;
 using KvmActors.Runtime.Vm;
 
 namespace KvmActors.Host.Bench;
@@ -48,11 +49,20 @@ public static unsafe class InlineRunner
     {
         var run = vcpu.RunArea;
         long com = 0;
+        var timing = new ExitTiming.Probe(); // the same probe the vCPU actor uses, when the bench turns it on
+        var timed = ExitTiming.Enabled;
         for (;;)
         {
-            if (vcpu.Run() != 0) continue; // EINTR: nobody kicks this loop, but a stray signal just re-enters
+            if (timed) timing.BeforeRun();
+            var err = vcpu.Run();
+            if (timed) timing.AfterRun();
+            if (err != 0) continue; // EINTR: nobody kicks this loop, but a stray signal just re-enters
             var reason = vcpu.ExitReason;
-            if (reason == KvmExitReason.Hlt) return com;
+            if (reason == KvmExitReason.Hlt)
+            {
+                timing.Flush();
+                return com;
+            }
             if (reason != KvmExitReason.Io)
                 throw new InvalidOperationException($"vcpu {vcpu.Id}: unexpected exit {reason}");
 

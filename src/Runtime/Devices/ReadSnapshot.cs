@@ -56,12 +56,14 @@ public sealed class ReadSnapshot
 /// (port or MMIO) that vCPU has sent to the device and how many of them the device has handled.
 /// <para>
 /// <b>Shared state between actors, on purpose.</b> Everything else in the runtime is messages. This exists
-/// because <c>kvmactors bench</c> showed the IN round trip to the device actor (a cross-thread hop each way,
-/// with the vCPU's pinned thread going to sleep and being woken in between) is most of what the actor
-/// runtime costs over a hand-written loop on a polled-console workload (see the README, "Design: the exit
-/// path"). The device actor stays the only writer of its state and of the snapshot; the vCPU only reads an
-/// immutable object through a volatile reference, and only when the answer cannot differ from what a
-/// round trip would give.
+/// because <c>kvmactors bench</c> showed the IN round trip to the device actor is most of what the actor
+/// runtime costs over a hand-written loop on a polled-console workload: tens of µs with the device on the
+/// thread pool, still ~1.5-2 µs (PortRead, ReadCompleted, two more passes of the vCPU's mailbox) with the
+/// device run on the vCPU thread by <see cref="DeviceDispatcher"/>, against ~8 µs for the exit itself; from
+/// the snapshot it is ~0.05 µs (README, "Design: the exit path"; <c>kvmactors bench --ablation</c>, column
+/// no-snapshot). The device actor stays the only writer of its state and of the snapshot; the vCPU only
+/// reads an immutable object through a volatile reference, and only when the answer cannot differ from what
+/// a round trip would give. <c>kvmactors.devices.read-snapshots = off</c> turns it off.
 /// </para>
 /// <para>
 /// The rule (<see cref="TryRead"/>): a vCPU may answer an IN from the snapshot only when, for <i>every</i> vCPU,
@@ -72,6 +74,9 @@ public sealed class ReadSnapshot
 /// guest memory (that vCPU told its write before it went on running the guest). Otherwise, and whenever
 /// the register's read has a side effect (the device leaves it out of the snapshot), the vCPU does the round
 /// trip as before. A device that publishes nothing costs the vCPU one counter increment per write.
+/// The counts assume what the runtime does: only vCPU actors send a device <c>PortWrite</c>/<c>MmioWrite</c>,
+/// each counted with its own vCPU id (a write told to a device from elsewhere would be counted as handled
+/// without having been counted as sent).
 /// </para>
 /// </summary>
 public sealed class DeviceReadPath

@@ -178,6 +178,7 @@ public sealed unsafe class VcpuActor : UntypedActor
     private bool _inExitLoop;   // RunOnce is being called from RunLoop
     private bool _runAgain;     // the exit just handled is finished: the loop may enter KVM_RUN again
     private ActorCell? _cell;
+    private ExitTiming.Probe _timing; // kvmactors bench only (ExitTiming.Enabled)
 
     private void RunLoop()
     {
@@ -192,7 +193,11 @@ public sealed unsafe class VcpuActor : UntypedActor
                 RunOnce();
             } while (_runAgain && --budget > 0 && !_cell.HasMessages);
         }
-        finally { _inExitLoop = false; }
+        finally
+        {
+            _inExitLoop = false;
+            _timing.Flush();
+        }
         if (_runAgain) Self.Tell(RunGuest.Instance);
     }
 
@@ -205,7 +210,10 @@ public sealed unsafe class VcpuActor : UntypedActor
             throw new KvmException("KVM_RUN", f.KvmRunErrno, $"vcpu {_id} (injected fault)");
         }
 
+        var timed = ExitTiming.Enabled;
+        if (timed) _timing.BeforeRun();
         var err = _vcpu.Run();
+        if (timed) _timing.AfterRun();
         if (err != 0)
         {
             // EINTR/EAGAIN: a kick (or a signal) got us out; the mailbox is served before the next run.
