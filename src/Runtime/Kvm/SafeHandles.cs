@@ -14,12 +14,18 @@ public sealed class SafeFd : SafeHandle
 /// <summary>An owned mmap'd range (guest RAM or a vCPU's kvm_run area), unmapped exactly once.</summary>
 public sealed class SafeMapping : SafeHandle
 {
+    private static long _live;
+
+    /// <summary>How many mappings made here are still mapped (for leak checks).</summary>
+    public static long Live => Interlocked.Read(ref _live);
+
     public nuint Length { get; }
 
     private SafeMapping(nint address, nuint length) : base(Native.MapFailed, ownsHandle: true)
     {
         SetHandle(address);
         Length = length;
+        Interlocked.Increment(ref _live);
     }
 
     public override bool IsInvalid => handle == Native.MapFailed || handle == 0;
@@ -40,5 +46,9 @@ public sealed class SafeMapping : SafeHandle
         return new SafeMapping(p, (nuint)length);
     }
 
-    protected override bool ReleaseHandle() => Native.Munmap(handle, Length) == 0;
+    protected override bool ReleaseHandle()
+    {
+        Interlocked.Decrement(ref _live);
+        return Native.Munmap(handle, Length) == 0;
+    }
 }
