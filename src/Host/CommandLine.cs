@@ -19,7 +19,7 @@ public static class CommandLine
 
           CONFIG            a guest file (HOCON); without it the built-in seed guest runs
           --set KEY=VALUE   override one setting, e.g. --set guest.vcpus=2 (repeatable)
-          --timeout D       stop the VM after D (e.g. 500ms, 2s, 1m) and exit 124
+          --timeout D       stop the VM once D (e.g. 500ms, 2s, 1m) has passed since start; exit 124
           --log-level L     verbose, debug, info, warning (default), error
           --report FILE     write the end report as JSON: how and why the VM ended, exit status,
                             each vCPU's final registers, exit counts by reason and port, restarts

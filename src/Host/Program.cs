@@ -3,6 +3,8 @@ using Akka.Configuration;
 using KvmActors.Host;
 using KvmActors.Runtime.Config;
 using KvmActors.Runtime.Vm;
+using Serilog;
+using Serilog.Events;
 
 // kvmactors: stdout carries exactly the guest's serial output; everything else goes to stderr.
 return await Cli.RunAsync(args);
@@ -51,9 +53,15 @@ namespace KvmActors.Host
                 ? GuestConfigLoader.FromText(BuiltInGuests.Seed, GuestConfigLoader.BuiltIn, Environment.CurrentDirectory, options.Sets)
                 : GuestConfigLoader.LoadFile(options.ConfigPath, options.Sets);
 
+            // Logs go to stderr through Serilog (Akka.Logger.Serilog); stdout carries only guest output.
+            Log.Logger = new LoggerConfiguration()
+                .MinimumLevel.Is(SerilogLevel(options.LogLevel))
+                .WriteTo.Console(standardErrorFromLevel: LogEventLevel.Verbose,
+                    outputTemplate: "[{Timestamp:HH:mm:ss.fff} {Level:u3}] {Message:lj}{NewLine}{Exception}")
+                .CreateLogger();
             var akkaConfig = ConfigurationFactory.ParseString($$"""
                 akka {
-                  loggers = ["{{StderrLogger.TypeName}}"]
+                  loggers = ["Akka.Logger.Serilog.SerilogLogger, Akka.Logger.Serilog"]
                   loglevel = {{AkkaLevel(options.LogLevel)}}
                   stdout-loglevel = OFF
                   log-config-on-start = off
@@ -72,7 +80,10 @@ namespace KvmActors.Host
                 Console.CancelKeyPress += onCancel;
                 try
                 {
-                    var timeout = options.Timeout is { } t ? Task.Delay(t) : Task.Delay(Timeout.Infinite);
+                    // --timeout bounds the whole run, counted from the process's start (like timeout(1)).
+                    var timeout = options.Timeout is { } t
+                        ? Task.Delay(Max(TimeSpan.Zero, t - (DateTime.Now - System.Diagnostics.Process.GetCurrentProcess().StartTime)))
+                        : Task.Delay(Timeout.Infinite);
                     var first = await Task.WhenAny(ended, timeout, interrupted.Task);
                     int? forced = null;
                     if (first != ended)
@@ -94,6 +105,7 @@ namespace KvmActors.Host
             finally
             {
                 await system.Terminate();
+                await Log.CloseAndFlushAsync();
             }
         }
 
@@ -118,6 +130,17 @@ namespace KvmActors.Host
                 _ => ended.ExitStatus == 0 ? ExitCodes.GuestFailure : ended.ExitStatus,
             };
         }
+
+        private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
+
+        private static LogEventLevel SerilogLevel(string level) => level switch
+        {
+            "verbose" => LogEventLevel.Verbose,
+            "debug" => LogEventLevel.Debug,
+            "info" => LogEventLevel.Information,
+            "error" => LogEventLevel.Error,
+            _ => LogEventLevel.Warning,
+        };
 
         private static string AkkaLevel(string level) => level switch
         {

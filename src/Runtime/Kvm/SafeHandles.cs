@@ -5,10 +5,25 @@ namespace KvmActors.Runtime.Kvm;
 /// <summary>An owned Linux file descriptor (the /dev/kvm, VM and vCPU fds), closed exactly once.</summary>
 public sealed class SafeFd : SafeHandle
 {
-    public SafeFd(int fd) : base(new nint(-1), ownsHandle: true) => SetHandle(fd);
+    private static long _live;
+
+    /// <summary>How many fds opened here are still open (for leak checks).</summary>
+    public static long Live => Interlocked.Read(ref _live);
+
+    public SafeFd(int fd) : base(new nint(-1), ownsHandle: true)
+    {
+        SetHandle(fd);
+        Interlocked.Increment(ref _live);
+    }
+
     public override bool IsInvalid => handle == -1;
     public int Fd => (int)handle;
-    protected override bool ReleaseHandle() => Native.Close((int)handle) == 0;
+
+    protected override bool ReleaseHandle()
+    {
+        Interlocked.Decrement(ref _live);
+        return Native.Close((int)handle) == 0;
+    }
 }
 
 /// <summary>An owned mmap'd range (guest RAM or a vCPU's kvm_run area), unmapped exactly once.</summary>

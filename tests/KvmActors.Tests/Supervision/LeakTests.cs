@@ -13,7 +13,15 @@ public sealed class LeakTests(ITestOutputHelper output) : KvmTestKit(output)
 {
     private readonly ITestOutputHelper _output = output;
 
-    private static int OpenFds() => Directory.GetFiles("/proc/self/fd").Length;
+    // Our fds (/dev/kvm, VM and vCPU fds) as SafeFd counts them, and as the kernel sees them: fds that
+    // point at /dev/kvm or a kvm anon inode. The process's total fd count is not used: other tests' streams
+    // are closed by finalizers on the GC's schedule.
+    private static long OpenFds() => SafeFd.Live;
+    private static int KvmFdsSeenByKernel() => Directory.GetFiles("/proc/self/fd").Count(fd =>
+    {
+        try { return new FileInfo(fd).LinkTarget is { } target && (target == "/dev/kvm" || target.StartsWith("anon_inode:kvm")); }
+        catch (IOException) { return false; } // closed while we looked
+    });
     // The .NET runtime's own threads (thread-pool workers, background GC, named ".NET ...") come and go
     // on the runtime's schedule: they are not ours to release, so they are left out of the count.
     private static int Threads() => Directory.GetDirectories("/proc/self/task")
@@ -59,6 +67,17 @@ public sealed class LeakTests(ITestOutputHelper output) : KvmTestKit(output)
         // Warm up: the first VMs grow Akka's and .NET's own thread pools; measure after that.
         foreach (var k in kinds) RunOne(k.Spec, k.Expected);
         AwaitAssert(() => Assert.Equal(0, VcpuThreads()), TimeSpan.FromSeconds(10));
+        // The kernel-side checks below can see a VM's fds and mappings (so their zero at the end means something).
+        var (spinning, spinOwner) = Start(kinds[3].Spec);
+        AwaitAssert(() =>
+        {
+            Assert.True(KvmFdsSeenByKernel() >= 3, "a running VM holds /dev/kvm, a VM fd and a vCPU fd");
+            Assert.True(KvmMappingsSeenByKernel() >= 1, "a running VM maps its vCPU's kvm_run");
+        }, TimeSpan.FromSeconds(5));
+        spinning.Tell(new StopVm("seen"));
+        spinOwner.ExpectMsg<VmEnded>(TimeSpan.FromSeconds(10));
+        AwaitAssert(() => Assert.Equal(0, VcpuThreads()), TimeSpan.FromSeconds(10));
+
         var fds = OpenFds();
         var threads = Threads();
         var names = ThreadNames();
@@ -73,6 +92,7 @@ public sealed class LeakTests(ITestOutputHelper output) : KvmTestKit(output)
         {
             Assert.Equal(0, VcpuThreads());
             Assert.Equal(fds, OpenFds());
+            Assert.Equal(0, KvmFdsSeenByKernel());
             Assert.True(Threads() <= threads, $"threads: {Threads()} now ({ThreadNames()}), {threads} before ({names})");
             Assert.Equal(maps, Mappings());
             Assert.Equal(0, KvmMappingsSeenByKernel());
