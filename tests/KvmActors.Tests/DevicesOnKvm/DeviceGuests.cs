@@ -304,17 +304,8 @@ public static class DeviceGuests
         {
             var a = _a;
             // putc: AL to COM1 once LSR.THRE is set. Clobbers AH, DX.
-            var wait = a.CreateLabel();
             a.Label(ref PutC);
-            a.mov(ah, al);
-            a.mov(dx, Lsr);
-            a.Label(ref wait);
-            a.@in(al, dx);
-            a.test(al, 0x20);
-            a.jz(wait);
-            a.mov(dx, Thr);
-            a.mov(al, ah);
-            a.@out(dx, al);
+            Guests.EmitPutcAl(a);
             a.ret();
 
             // puthex8: AL as two lowercase hex digits. Clobbers AX, DX.

@@ -54,21 +54,6 @@ public static class PlatformGuests
         else a.mov(esi, address); // zero-extends into RSI in 64-bit mode
     }
 
-    /// <summary>Write AL to COM1 once LSR says the transmitter holding register is empty. Clobbers AH, DX.</summary>
-    public static void EmitPutcAl(Assembler a)
-    {
-        var wait = a.CreateLabel();
-        a.mov(ah, al);
-        a.mov(dx, Com1Lsr);
-        a.Label(ref wait);
-        a.@in(al, dx);
-        a.test(al, 0x20);
-        a.jz(wait);
-        a.mov(dx, Com1);
-        a.mov(al, ah);
-        a.@out(dx, al);
-    }
-
     /// <summary>Inline loop: print the NUL-terminated string at DS:(E/R)SI. Clobbers AX, DX, SI. Needs no stack.</summary>
     public static void EmitPuts(Assembler a)
     {
@@ -78,7 +63,7 @@ public static class PlatformGuests
         a.lodsb();
         a.test(al, al);
         a.jz(done);
-        EmitPutcAl(a);
+        Guests.EmitPutcAl(a);
         a.jmp(loop);
         a.Label(ref done);
     }
@@ -161,7 +146,7 @@ public static class PlatformGuests
         a.mov(esi, __dword_ptr[ebx + Multiboot.InfoOffsets.Cmdline]);
         EmitPuts(a);
         a.mov(al, (byte)'\n');
-        EmitPutcAl(a);
+        Guests.EmitPutcAl(a);
         a.mov(ebp, __dword_ptr[ebx + Multiboot.InfoOffsets.ModsCount]);
         a.mov(edi, __dword_ptr[ebx + Multiboot.InfoOffsets.ModsAddr]);
         a.Label(ref modules);
@@ -170,19 +155,19 @@ public static class PlatformGuests
         a.mov(esi, __dword_ptr[edi + 8]);
         EmitPuts(a);
         a.mov(al, (byte)':');
-        EmitPutcAl(a);
+        Guests.EmitPutcAl(a);
         a.mov(al, (byte)' ');
-        EmitPutcAl(a);
+        Guests.EmitPutcAl(a);
         a.mov(esi, __dword_ptr[edi]);
         a.Label(ref moduleBytes);
         a.cmp(esi, __dword_ptr[edi + 4]);
         a.jae(moduleDone);
         a.lodsb();
-        EmitPutcAl(a);
+        Guests.EmitPutcAl(a);
         a.jmp(moduleBytes);
         a.Label(ref moduleDone);
         a.mov(al, (byte)'\n');
-        EmitPutcAl(a);
+        Guests.EmitPutcAl(a);
         a.add(edi, 16);
         a.dec(ebp);
         a.jmp(modules);
@@ -245,7 +230,7 @@ public static class PlatformGuests
         a.mov(dx, FwCfgData);
         a.@in(al, dx);
         a.push(ecx);
-        EmitPutcAl(a);
+        Guests.EmitPutcAl(a);
         a.pop(ecx);
         a.loop(sig);
 
@@ -285,7 +270,7 @@ public static class PlatformGuests
         a.mov(ecx, 2);
         a.call(hex);
         a.mov(al, (byte)'\n');
-        EmitPutcAl(a);
+        Guests.EmitPutcAl(a);
         EmitExit(a, FwCfgExit);
 
         // select: AX = key -> selector port.
@@ -304,7 +289,7 @@ public static class PlatformGuests
         a.jbe(digit);
         a.add(al, (byte)('a' - '9' - 1));
         a.Label(ref digit);
-        EmitPutcAl(a);
+        Guests.EmitPutcAl(a);
         a.pop(eax);
         a.loop(hex);
         a.ret();
@@ -365,9 +350,9 @@ public static class PlatformGuests
             EmitPrint(a, 16, addr("irq"));
             a.mov(al, bl);
             a.add(al, (byte)'0');
-            EmitPutcAl(a);
+            Guests.EmitPutcAl(a);
             a.mov(al, (byte)'\n');
-            EmitPutcAl(a);
+            Guests.EmitPutcAl(a);
             a.mov(al, 0x20);
             a.@out(0x20, al);               // EOI
             EmitExit(a, IrqExit);

@@ -37,7 +37,6 @@ public static class Guests
             var loop = a.CreateLabel();
             var index = a.CreateLabel();
             var putc = a.CreateLabel();
-            var wait = a.CreateLabel();
             a.Label(ref spin);
             a.mov(al, 1);
             a.xchg(__byte_ptr[0x2000], al);
@@ -60,15 +59,7 @@ public static class Guests
             a.mov(__byte_ptr[0x2000], 0);
             a.hlt();
             a.Label(ref putc);
-            a.mov(ah, al);
-            a.mov(dx, 0x3fd);
-            a.Label(ref wait);
-            a.@in(al, dx);
-            a.test(al, 0x20);
-            a.jz(wait);
-            a.mov(dx, 0x3f8);
-            a.mov(al, ah);
-            a.@out(dx, al);
+            EmitPutcAl(a);
             a.ret();
         });
 
@@ -107,6 +98,21 @@ public static class Guests
         var length = code(0).Length;
         var bytes = System.Text.Encoding.ASCII.GetBytes(text);
         return [.. code((ushort)(0x1000 + length)), .. bytes, .. (terminate ? new byte[] { 0 } : [])];
+    }
+
+    /// <summary>Writes AL to COM1 once LSR says the transmitter holding register is empty. Clobbers AH, DX.</summary>
+    public static void EmitPutcAl(Assembler a)
+    {
+        var wait = a.CreateLabel();
+        a.mov(ah, al);
+        a.mov(dx, 0x3fd);
+        a.Label(ref wait);
+        a.@in(al, dx);
+        a.test(al, 0x20);
+        a.jz(wait);
+        a.mov(dx, 0x3f8);
+        a.mov(al, ah);
+        a.@out(dx, al);
     }
 
     /// <summary>Prints the NUL-terminated string at <paramref name="message"/> on COM1, polling LSR.THRE before each byte.</summary>
