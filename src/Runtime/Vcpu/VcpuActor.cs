@@ -293,7 +293,7 @@ public sealed unsafe class VcpuActor : UntypedActor
         var port = *(ushort*)(run + KvmRunLayout.IoPort);
         var count = *(uint*)(run + KvmRunLayout.IoCount);
         var dataOffset = (int)*(ulong*)(run + KvmRunLayout.IoDataOffset);
-        if (_progress.ItemsDone == 0) _progress.ExitsByPort[port] = _progress.ExitsByPort.GetValueOrDefault(port) + 1;
+        if (_progress.ItemsDone == 0) System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(_progress.ExitsByPort, port, out _)++;
         var entry = _setup.Ports.Lookup(port);
 
         if (entry is null)
