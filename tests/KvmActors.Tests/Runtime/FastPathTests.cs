@@ -448,9 +448,11 @@ public sealed class FastPathKvmTests(ITestOutputHelper output) : KvmTestKit(outp
             a.@out(dx, al);
             a.jmp(loop);
         });
-        var (vm, owner) = Start(Guest(Conf(image, "null")));
+        var sink = SinkName();
+        var (vm, owner) = Start(Guest(Conf(image, "memory:" + sink)));
         Watch(vm);
-        Com1(vm); // the VM is up
+        // The guest is in its exit loop once its OUTs reach the UART; only then ask for the stop.
+        AwaitCondition(() => SinkBytes(sink).Length > 0, TimeSpan.FromSeconds(10));
         vm.Tell(new StopVm("test"));
         var ended = owner.ExpectMsg<VmEnded>(TimeSpan.FromSeconds(10));
         Assert.Equal(VmEndReason.StoppedOnRequest, ended.Reason);
