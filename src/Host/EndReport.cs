@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using KvmActors.Runtime.Kvm;
 using KvmActors.Runtime.Vm;
+using KvmActors.Sdk;
 
 namespace KvmActors.Host;
 

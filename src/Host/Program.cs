@@ -3,6 +3,7 @@ using Akka.Configuration;
 using KvmActors.Host;
 using KvmActors.Runtime.Config;
 using KvmActors.Runtime.Vm;
+using KvmActors.Sdk;
 using Serilog;
 using Serilog.Events;
 

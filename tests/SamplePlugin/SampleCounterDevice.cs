@@ -1,7 +1,5 @@
 using Akka.Event;
-using KvmActors.Runtime.Bus;
-using KvmActors.Runtime.Config;
-using KvmActors.Runtime.Devices;
+using KvmActors.Sdk;
 
 namespace KvmActors.SamplePlugin;
 

@@ -1,7 +1,5 @@
 using Akka.Event;
-using KvmActors.Runtime.Bus;
-using KvmActors.Runtime.Devices;
-using KvmActors.Runtime.Vm;
+using KvmActors.Sdk;
 
 namespace KvmActors.Devices.DebugExit;
 

@@ -1,5 +1,4 @@
-using KvmActors.Runtime.Bus;
-using KvmActors.Runtime.Devices;
+using KvmActors.Sdk;
 
 namespace KvmActors.Devices.FwCfg;
 

@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
 using System.Text;
-using KvmActors.Runtime.Devices;
+using KvmActors.Sdk;
 
 namespace KvmActors.Devices.FwCfg;
 

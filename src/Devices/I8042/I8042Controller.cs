@@ -1,3 +1,5 @@
+using KvmActors.Sdk;
+
 namespace KvmActors.Devices.I8042;
 
 /// <summary>What a write to the controller did that the device actor must act on.</summary>

@@ -1,3 +1,5 @@
+using KvmActors.Sdk;
+
 namespace KvmActors.Devices.PciHost;
 
 /// <summary>

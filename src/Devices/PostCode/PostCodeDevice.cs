@@ -1,7 +1,6 @@
 using Akka.Actor;
 using Akka.Event;
-using KvmActors.Runtime.Bus;
-using KvmActors.Runtime.Devices;
+using KvmActors.Sdk;
 
 namespace KvmActors.Devices.PostCode;
 

@@ -1,3 +1,4 @@
+using KvmActors.Sdk;
 using System.Collections.Immutable;
 
 namespace KvmActors.Devices.PostCode;

@@ -1,3 +1,5 @@
+using KvmActors.Sdk;
+
 namespace KvmActors.Devices.Uart16550;
 
 /// <summary>Register offsets within the UART's 8-port block (COM1: 0x3f8 + offset).</summary>

@@ -1,8 +1,7 @@
 using System.Collections.Immutable;
 using Akka.Actor;
 using Akka.Event;
-using KvmActors.Runtime.Bus;
-using KvmActors.Runtime.Devices;
+using KvmActors.Sdk;
 
 namespace KvmActors.Devices.Uart16550;
 

@@ -1,6 +1,7 @@
 using Akka.Actor;
 using KvmActors.Runtime.Config;
 using KvmActors.Runtime.Vm;
+using KvmActors.Sdk;
 
 namespace KvmActors.Host.Bench;
 
@@ -15,7 +16,7 @@ public static class ActorRunner
 
     public static async Task<Result> RunAsync(ActorSystem system, VmSettings settings, GuestSpec spec, string runId, TimeSpan timeout)
     {
-        var marks = BenchMarks.Register(runId, spec.VcpuCount);
+        var marks = BenchMarks.Register(runId, spec.Machine.VcpuCount);
         try
         {
             var (vm, ended) = VmLauncher.Launch(system, spec, settings);

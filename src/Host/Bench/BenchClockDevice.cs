@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using KvmActors.Runtime.Devices;
+using KvmActors.Sdk;
 
 namespace KvmActors.Host.Bench;
 
@@ -72,7 +73,7 @@ public sealed class BenchClockDevice : DeviceActor
         if (message is Akka.Actor.ActorIdentity { Subject: { } com1 } && _marks is not null) _marks.Com1Path = DeviceReadPath.Of(com1);
     }
 
-    protected override void OnWrite(Runtime.Bus.DeviceAccess access, ulong value) => _marks?.Mark(access.VcpuId, (uint)value);
+    protected override void OnWrite(Sdk.DeviceAccess access, ulong value) => _marks?.Mark(access.VcpuId, (uint)value);
 
-    protected override ulong OnRead(Runtime.Bus.DeviceAccess access) => 0;
+    protected override ulong OnRead(Sdk.DeviceAccess access) => 0;
 }

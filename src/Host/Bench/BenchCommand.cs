@@ -6,6 +6,7 @@ using Akka.Configuration;
 using KvmActors.Runtime.Config;
 using KvmActors.Runtime.Vcpu;
 using KvmActors.Runtime.Vm;
+using KvmActors.Sdk;
 
 namespace KvmActors.Host.Bench;
 

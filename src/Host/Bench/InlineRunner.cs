@@ -3,6 +3,7 @@ using KvmActors.Runtime.Config;
 using KvmActors.Runtime.Kvm;
 using KvmActors.Runtime.Vcpu;
 using KvmActors.Runtime.Vm;
+using KvmActors.Sdk;
 
 namespace KvmActors.Host.Bench;
 
@@ -18,7 +19,7 @@ public static unsafe class InlineRunner
 
     public static Result Run(GuestSpec spec, string kvmDevice)
     {
-        using var machine = Machine.Create(spec, kvmDevice);
+        using var machine = Machine.Create(spec.Machine, kvmDevice);
         var uart = new Uart16550();
         uart.Transmitted += _ => { };
         var marks = new BenchMarks(machine.Vcpus.Count);

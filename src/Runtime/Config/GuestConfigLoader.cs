@@ -1,8 +1,7 @@
 using System.Globalization;
 using Akka.Configuration;
 using Akka.Configuration.Hocon;
-using KvmActors.Runtime.Bus;
-using KvmActors.Runtime.Devices;
+using KvmActors.Runtime.Boot;
 using KvmActors.Runtime.Memory;
 
 namespace KvmActors.Runtime.Config;
@@ -110,7 +109,7 @@ public static class GuestConfigLoader
 
             var memory = BindMemory();
             var image = BindImage();
-            var platform = Boot.PlatformConfig.Bind(guest, file, baseDirectory, vcpus, memory, image);
+            var platform = PlatformConfig.Bind(guest, file, baseDirectory, vcpus, memory, image);
             var mode = platform.ModeName;
             var cpu = BindCpuState(guest.GetConfig("cpu"), "cpu.");
             var overrides = new Dictionary<int, CpuStateSpec>();
@@ -135,12 +134,15 @@ public static class GuestConfigLoader
             };
             return new GuestSpec
             {
-                Name = name, SourceFile = file, BaseDirectory = baseDirectory, VcpuCount = vcpus, Memory = memory,
-                Image = image, CpuMode = mode, Cpu = cpu, VcpuOverrides = overrides, Devices = devices,
-                HaltPolicy = halt, UnmappedIo = unmapped, Raw = guest,
+                Name = name, SourceFile = file, BaseDirectory = baseDirectory,
+                Machine = new MachineSpec
+                {
+                    SourceFile = file, VcpuCount = vcpus, Memory = memory, Image = image, Cpu = cpu,
+                    VcpuOverrides = overrides, Platform = platform,
+                },
+                Devices = devices, HaltPolicy = halt, UnmappedIo = unmapped,
                 VcpuSupervision = BindSupervision("vcpu"), DeviceSupervision = BindSupervision("device"),
                 VcpuFaults = BindVcpuFaults(vcpus), DeviceFaults = BindDeviceFaults(devices),
-                Platform = platform,
             };
         }
 
@@ -241,8 +243,8 @@ public static class GuestConfigLoader
         private ImageSpec BindImage()
         {
             var format = Str(guest, "image.format", "");
-            if (!Boot.PlatformConfig.Formats.Contains(format))
-                throw Error("image.format", $"'{format}' is not a format ({string.Join(", ", Boot.PlatformConfig.Formats)})");
+            if (!Boot.PlatformNames.Formats.Contains(format))
+                throw Error("image.format", $"'{format}' is not a format ({string.Join(", ", Boot.PlatformNames.Formats)})");
             var load = Num(guest, "image.load-address", "");
             var hasFile = guest.HasPath("image.file");
             var hasInline = guest.HasPath("image.inline");

@@ -4,6 +4,7 @@ using KvmActors.Runtime.Boot;
 using KvmActors.Runtime.Kvm;
 using KvmActors.Runtime.Memory;
 using KvmActors.Runtime.Vm;
+using KvmActors.Sdk;
 
 namespace KvmActors.Tests.Boot;
 

@@ -6,6 +6,7 @@ using Akka.TestKit;
 using Akka.TestKit.Xunit2;
 using KvmActors.Devices.DebugCon;
 using KvmActors.Runtime.Bus;
+using KvmActors.Sdk;
 using KvmActors.Runtime.Config;
 using KvmActors.Runtime.Devices;
 using Xunit;

@@ -4,6 +4,7 @@ using Akka.TestKit;
 using Akka.TestKit.Xunit2;
 using KvmActors.Devices.PciHost;
 using KvmActors.Runtime.Bus;
+using KvmActors.Sdk;
 using KvmActors.Runtime.Config;
 using KvmActors.Runtime.Devices;
 using Xunit;

@@ -5,6 +5,7 @@ using Akka.TestKit;
 using Akka.TestKit.Xunit2;
 using KvmActors.Devices.Uart16550;
 using KvmActors.Runtime.Bus;
+using KvmActors.Sdk;
 using KvmActors.Runtime.Devices;
 using KvmActors.Runtime.Vm;
 using Xunit;

@@ -1,5 +1,6 @@
 using KvmActors.Runtime.Config;
 using KvmActors.Runtime.Vm;
+using KvmActors.Sdk;
 using KvmActors.Tests.Support;
 using Xunit;
 using Xunit.Abstractions;
@@ -15,7 +16,7 @@ public sealed class ExampleGuestTests(ITestOutputHelper output) : KvmTestKit(out
     public void Debug_exit_example_holds_the_bytes_the_tests_assemble()
     {
         var spec = GuestConfigLoader.LoadFile(Example("debug-exit.conf"));
-        Assert.Equal(DeviceGuests.DebugExit(0x2a), spec.Image.Bytes);
+        Assert.Equal(DeviceGuests.DebugExit(0x2a), spec.Machine.Image.Bytes);
         Assert.Contains(spec.Devices, d => d.Type == "debug-exit" && d.Ports.Single().First == 0xf4);
     }
 
@@ -23,7 +24,7 @@ public sealed class ExampleGuestTests(ITestOutputHelper output) : KvmTestKit(out
     public void Uart_echo_example_holds_the_bytes_the_tests_assemble()
     {
         var spec = GuestConfigLoader.LoadFile(Example("uart-echo.conf"));
-        Assert.Equal(DeviceGuests.UartEcho((byte)'q'), spec.Image.Bytes);
+        Assert.Equal(DeviceGuests.UartEcho((byte)'q'), spec.Machine.Image.Bytes);
         var com1 = spec.Devices.Single(d => d.Name == "com1");
         Assert.Equal("stdin", com1.Options.GetString("input"));
         Assert.Contains(spec.Devices, d => d.Type == "debug-exit" && d.Ports.Single().First == 0xf4);

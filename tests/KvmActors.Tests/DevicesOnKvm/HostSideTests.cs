@@ -3,6 +3,7 @@ using Akka.Actor;
 using Akka.Configuration;
 using KvmActors.Runtime.Config;
 using KvmActors.Runtime.Devices;
+using KvmActors.Sdk;
 using KvmActors.Runtime.Vm;
 using KvmActors.Tests.Support;
 using Xunit;

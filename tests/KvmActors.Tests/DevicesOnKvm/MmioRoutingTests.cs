@@ -1,5 +1,6 @@
 using KvmActors.Runtime.Config;
 using KvmActors.Runtime.Vm;
+using KvmActors.Sdk;
 using KvmActors.Tests.Support;
 using Xunit;
 using Xunit.Abstractions;

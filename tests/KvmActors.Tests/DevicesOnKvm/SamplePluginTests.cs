@@ -2,6 +2,7 @@ using System.Reflection;
 using Akka.Actor;
 using Akka.Configuration;
 using KvmActors.Runtime.Bus;
+using KvmActors.Sdk;
 using KvmActors.Runtime.Config;
 using KvmActors.Runtime.Devices;
 using KvmActors.Runtime.Vm;

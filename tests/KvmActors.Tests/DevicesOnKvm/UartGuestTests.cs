@@ -1,4 +1,5 @@
 using KvmActors.Runtime.Devices;
+using KvmActors.Sdk;
 using KvmActors.Runtime.Vm;
 using KvmActors.Tests.Support;
 using Xunit;

@@ -2,6 +2,7 @@ using KvmActors.Runtime.Boot;
 using KvmActors.Runtime.Config;
 using KvmActors.Runtime.Kvm;
 using KvmActors.Runtime.Vm;
+using KvmActors.Sdk;
 using KvmActors.Tests.Support;
 using Xunit;
 
@@ -17,7 +18,7 @@ public sealed class MachineTests
 
     private static GuestSpec Spec(string hocon) => GuestConfigLoader.FromText(hocon, "machine.conf", AppContext.BaseDirectory);
 
-    private static Machine Create(string hocon) => Machine.Create(Spec(hocon), KvmSystem.DefaultPath);
+    private static Machine Create(string hocon) => Machine.Create(Spec(hocon).Machine, KvmSystem.DefaultPath);
 
     [KvmFact]
     public void Without_an_irqchip_every_vcpu_starts_at_the_entry_and_irq_lines_go_nowhere()

@@ -20,14 +20,13 @@ public sealed class PlatformConfigTests
     public void Defaults_are_a_flat_real_mode_guest_without_irqchip_or_cpuid_mask()
     {
         var spec = Load("guest { image.inline = \"f4\" }");
-        Assert.Equal(CpuMode.Real, spec.Platform.Mode);
-        Assert.Equal("real", spec.CpuMode);
-        Assert.Equal("flat", spec.Platform.Format);
-        Assert.False(spec.Platform.Irqchip);
-        Assert.Empty(spec.Platform.CpuidMask);
-        Assert.Empty(spec.Platform.Modules);
-        Assert.Equal("", spec.Platform.Cmdline);
-        Assert.Empty(spec.Platform.RegionContents);
+        Assert.Equal(CpuMode.Real, spec.Machine.Platform.Mode);
+        Assert.Equal("flat", spec.Machine.Platform.Format);
+        Assert.False(spec.Machine.Platform.Irqchip);
+        Assert.Empty(spec.Machine.Platform.CpuidMask);
+        Assert.Empty(spec.Machine.Platform.Modules);
+        Assert.Equal("", spec.Machine.Platform.Cmdline);
+        Assert.Empty(spec.Machine.Platform.RegionContents);
     }
 
     [Theory]
@@ -43,8 +42,8 @@ public sealed class PlatformConfigTests
     {
         var hex = image switch { "ELF64" => Elf64Hex, "ELF32" => Elf32Hex, "MB" => MultibootHex, _ => image };
         var spec = Load($"guest {{\n image.format = {format}\n image.inline = \"{hex}\"\n cpu.mode = {mode}\n }}");
-        Assert.Equal(expected, spec.Platform.Mode);
-        Assert.Equal(PlatformConfig.ModeName(expected), spec.CpuMode);
+        Assert.Equal(expected, spec.Machine.Platform.Mode);
+        Assert.Equal(PlatformNames.ModeName(expected), spec.Machine.Platform.ModeName);
     }
 
     [Fact]
@@ -67,12 +66,12 @@ public sealed class PlatformConfigTests
               }
             }
             """, "x.conf", dir.Path);
-        Assert.True(spec.Platform.Irqchip);
-        Assert.Equal(["x2apic", "XSAVE"], spec.Platform.CpuidMask);
-        Assert.Equal("a b", spec.Platform.Cmdline);
-        Assert.Equal("kernel", spec.Platform.ProgramName);
-        Assert.Equal(["m.bin", "module x=1"], spec.Platform.Modules.Select(m => m.String));
-        Assert.Equal([1, 2, 3], spec.Platform.Modules[0].Data);
+        Assert.True(spec.Machine.Platform.Irqchip);
+        Assert.Equal(["x2apic", "XSAVE"], spec.Machine.Platform.CpuidMask);
+        Assert.Equal("a b", spec.Machine.Platform.Cmdline);
+        Assert.Equal("kernel", spec.Machine.Platform.ProgramName);
+        Assert.Equal(["m.bin", "module x=1"], spec.Machine.Platform.Modules.Select(m => m.String));
+        Assert.Equal([1, 2, 3], spec.Machine.Platform.Modules[0].Data);
     }
 
     [Theory]

@@ -20,29 +20,29 @@ public sealed class PlatformExampleTests
     public void Protected_example_holds_the_assembled_guest()
     {
         var spec = Example("protected.conf");
-        Assert.Equal(PlatformGuests.ProtectedHello(), spec.Image.Bytes);
-        Assert.Equal(CpuMode.Protected, spec.Platform.Mode);
-        Assert.Equal(PlatformGuests.HighLoad, spec.Image.LoadAddress);
+        Assert.Equal(PlatformGuests.ProtectedHello(), spec.Machine.Image.Bytes);
+        Assert.Equal(CpuMode.Protected, spec.Machine.Platform.Mode);
+        Assert.Equal(PlatformGuests.HighLoad, spec.Machine.Image.LoadAddress);
     }
 
     [Fact]
     public void Long_example_holds_the_assembled_guest()
     {
         var spec = Example("long.conf");
-        Assert.Equal(PlatformGuests.LongHello(), spec.Image.Bytes);
-        Assert.Equal(CpuMode.Long, spec.Platform.Mode);
+        Assert.Equal(PlatformGuests.LongHello(), spec.Machine.Image.Bytes);
+        Assert.Equal(CpuMode.Long, spec.Machine.Platform.Mode);
     }
 
     [Fact]
     public void Multiboot_example_holds_the_assembled_kernel_its_command_line_and_module()
     {
         var spec = Example("multiboot.conf");
-        Assert.Equal(PlatformGuests.MultibootFlatKernel(), spec.Image.Bytes);
-        Assert.Equal(PlatformConfig.FormatMultiboot, spec.Platform.Format);
-        Assert.Equal(CpuMode.Protected, spec.Platform.Mode);
-        Assert.Equal("kernel", spec.Platform.ProgramName);
-        Assert.Equal("console=ttyS0 greeting=hello", spec.Platform.Cmdline);
-        var module = Assert.Single(spec.Platform.Modules);
+        Assert.Equal(PlatformGuests.MultibootFlatKernel(), spec.Machine.Image.Bytes);
+        Assert.Equal(PlatformNames.FormatMultiboot, spec.Machine.Platform.Format);
+        Assert.Equal(CpuMode.Protected, spec.Machine.Platform.Mode);
+        Assert.Equal("kernel", spec.Machine.Platform.ProgramName);
+        Assert.Equal("console=ttyS0 greeting=hello", spec.Machine.Platform.Cmdline);
+        var module = Assert.Single(spec.Machine.Platform.Modules);
         Assert.Equal("multiboot-module.txt first module", module.String);
         Assert.Equal("Hello from a Multiboot module!\n"u8.ToArray(), module.Data);
     }
@@ -52,22 +52,22 @@ public sealed class PlatformExampleTests
     {
         var spec = Example("smp-irqchip.conf");
         var (image, entry) = PlatformGuests.SmpIrqchip();
-        Assert.Equal(image, spec.Image.Bytes);
-        Assert.Equal(PlatformGuests.SmpLoad, spec.Image.LoadAddress);
-        Assert.Equal(entry, spec.Cpu.Registers["rip"]);
-        Assert.True(spec.Platform.Irqchip);
-        Assert.Equal(CpuMode.Protected, spec.Platform.Mode);
+        Assert.Equal(image, spec.Machine.Image.Bytes);
+        Assert.Equal(PlatformGuests.SmpLoad, spec.Machine.Image.LoadAddress);
+        Assert.Equal(entry, spec.Machine.Cpu.Registers["rip"]);
+        Assert.True(spec.Machine.Platform.Irqchip);
+        Assert.Equal(CpuMode.Protected, spec.Machine.Platform.Mode);
     }
 
     [Fact]
     public void Fw_cfg_example_holds_the_assembled_guest_and_a_rom()
     {
         var spec = Example("fw-cfg.conf");
-        Assert.Equal(PlatformGuests.FwCfgProbe(), spec.Image.Bytes);
-        Assert.Equal(3, spec.VcpuCount);
-        var rom = Assert.Single(spec.Platform.RegionContents);
+        Assert.Equal(PlatformGuests.FwCfgProbe(), spec.Machine.Image.Bytes);
+        Assert.Equal(3, spec.Machine.VcpuCount);
+        var rom = Assert.Single(spec.Machine.Platform.RegionContents);
         Assert.Equal(("rom", 0xffff0000UL), (rom.RegionName, rom.GuestAddress));
         Assert.Equal([0x5a], rom.Data);
-        Assert.Equal(2, spec.Memory.Count(r => !r.ReadOnly));
+        Assert.Equal(2, spec.Machine.Memory.Count(r => !r.ReadOnly));
     }
 }

@@ -2,6 +2,7 @@ using Akka.Actor;
 using KvmActors.Runtime.Boot;
 using KvmActors.Runtime.Config;
 using KvmActors.Runtime.Vm;
+using KvmActors.Sdk;
 using KvmActors.Tests.Support;
 using Xunit;
 using Xunit.Abstractions;
@@ -14,7 +15,7 @@ namespace KvmActors.Tests.Platform;
 /// </summary>
 public sealed class PlatformKvmTests(ITestOutputHelper output) : KvmTestKit(output)
 {
-    private static readonly TimeSpan Within = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan RunBound = TimeSpan.FromSeconds(30);
 
     /// <summary>The devices a QEMU-convention guest expects: COM1 (to a memory sink), debug-exit at 0xf4, fw_cfg.</summary>
     internal static string Devices(string sink) => $$"""
@@ -44,7 +45,7 @@ public sealed class PlatformKvmTests(ITestOutputHelper output) : KvmTestKit(outp
             """,
         _ => $$"""
             guest {
-              name = {{PlatformConfig.ModeName(mode)}}-hello
+              name = {{PlatformNames.ModeName(mode)}}-hello
               memory = [
                 { name = ram, address = 0, size = 2M }
               ]
@@ -52,7 +53,7 @@ public sealed class PlatformKvmTests(ITestOutputHelper output) : KvmTestKit(outp
                 inline = "{{Guests.Hex(mode == CpuMode.Protected ? PlatformGuests.ProtectedHello() : PlatformGuests.LongHello())}}"
                 load-address = 0x100000
               }
-              cpu.mode = {{PlatformConfig.ModeName(mode)}}
+              cpu.mode = {{PlatformNames.ModeName(mode)}}
               {{Devices(sink)}}
             }
             """,
@@ -72,7 +73,7 @@ public sealed class PlatformKvmTests(ITestOutputHelper output) : KvmTestKit(outp
     public void A_guest_in_each_mode_prints_and_ends_through_debug_exit(CpuMode mode)
     {
         var sink = SinkName();
-        var ended = Run(Guest(ModeConf(mode, "memory:" + sink)), Within);
+        var ended = Run(Guest(ModeConf(mode, "memory:" + sink)), RunBound);
 
         var (text, exit) = Expected(mode);
         Assert.True(ended.Reason == VmEndReason.GuestExit, ended.ToString());
@@ -110,7 +111,7 @@ public sealed class PlatformKvmTests(ITestOutputHelper output) : KvmTestKit(outp
               }
               {{Devices("memory:" + sink)}}
             }
-            """), Within);
+            """), RunBound);
 
         Assert.True(ended.Reason == VmEndReason.GuestExit, ended.ToString());
         Assert.Equal(PlatformGuests.ExitStatus(PlatformGuests.Elf64Exit), ended.ExitStatus);
@@ -141,8 +142,8 @@ public sealed class PlatformKvmTests(ITestOutputHelper output) : KvmTestKit(outp
               {{Devices("memory:" + sink)}}
             }
             """, ("kernel64.elf", PlatformGuests.MultibootElf64Kernel()));
-        Assert.Equal(CpuMode.Protected, spec.Platform.Mode);
-        var ended = Run(spec, Within);
+        Assert.Equal(CpuMode.Protected, spec.Machine.Platform.Mode);
+        var ended = Run(spec, RunBound);
 
         Assert.True(ended.Reason == VmEndReason.GuestExit, ended + Environment.NewLine + SinkText(sink));
         Assert.Equal(PlatformGuests.ExitStatus(PlatformGuests.MultibootExit), ended.ExitStatus);
@@ -156,7 +157,7 @@ public sealed class PlatformKvmTests(ITestOutputHelper output) : KvmTestKit(outp
     {
         var path = Path.Combine(RepoRoot.Path, "hocon", "guests", "multiboot.conf");
         var sink = SinkName();
-        var ended = Run(GuestConfigLoader.LoadFile(path, [$"guest.devices.com1.options.sink = \"memory:{sink}\""]), Within);
+        var ended = Run(GuestConfigLoader.LoadFile(path, [$"guest.devices.com1.options.sink = \"memory:{sink}\""]), RunBound);
         Assert.True(ended.Reason == VmEndReason.GuestExit, ended.ToString());
         Assert.Equal(PlatformGuests.ExitStatus(PlatformGuests.MultibootExit), ended.ExitStatus);
         Assert.Equal(PlatformExampleTests.MultibootExpected, SinkText(sink));
@@ -190,7 +191,7 @@ public sealed class PlatformKvmTests(ITestOutputHelper output) : KvmTestKit(outp
               unmapped-io = {{unmappedIo}}
               {{Devices("memory:" + sink)}}
             }
-            """), Within);
+            """), RunBound);
 
         Assert.True(ended.Reason == VmEndReason.GuestExit, ended + Environment.NewLine + SinkText(sink));
         Assert.Equal(PlatformGuests.ExitStatus(PlatformGuests.FwCfgExit), ended.ExitStatus);
@@ -204,7 +205,7 @@ public sealed class PlatformKvmTests(ITestOutputHelper output) : KvmTestKit(outp
         var path = Path.Combine(RepoRoot.Path, "hocon", "guests", "smp-irqchip.conf");
         var sink = SinkName();
         var ended = Run(GuestConfigLoader.LoadFile(path,
-            [$"guest.devices.com1.options.sink = \"memory:{sink}\"", $"guest.vcpus = {vcpus}"]), Within);
+            [$"guest.devices.com1.options.sink = \"memory:{sink}\"", $"guest.vcpus = {vcpus}"]), RunBound);
 
         var text = SinkText(sink);
         Assert.True(ended.Reason == VmEndReason.GuestExit, ended + Environment.NewLine + text);
@@ -270,7 +271,7 @@ public sealed class PlatformKvmTests(ITestOutputHelper output) : KvmTestKit(outp
               }
               cpu.mode = protected
             }
-            """), Within);
+            """), RunBound);
 
         Assert.Equal(VmEndReason.GuestFailure, ended.Reason);
         Assert.Contains("SHUTDOWN", ended.Failure!.ExitReason);
@@ -290,7 +291,7 @@ public sealed class PlatformKvmTests(ITestOutputHelper output) : KvmTestKit(outp
                 ports = ["0x60", "0x64"]
               }
             }
-            """), Within);
+            """), RunBound);
 
         Assert.Equal(VmEndReason.ResetRequested, ended.Reason);
     }
@@ -305,7 +306,7 @@ public sealed class PlatformKvmTests(ITestOutputHelper output) : KvmTestKit(outp
               image.inline = "{{Guests.Hex(PlatformGuests.UartInterrupt())}}"
               {{Devices("memory:" + sink)}}
             }
-            """), Within);
+            """), RunBound);
 
         Assert.True(ended.Reason == VmEndReason.GuestExit, ended + Environment.NewLine + SinkText(sink));
         Assert.Equal(PlatformGuests.ExitStatus(PlatformGuests.IrqExit), ended.ExitStatus);
@@ -321,7 +322,7 @@ public sealed class PlatformKvmTests(ITestOutputHelper output) : KvmTestKit(outp
               image.inline = "{{Guests.Hex(PlatformGuests.UartInterrupt())}}"
               {{Devices("memory:" + sink)}}
             }
-            """), Within);
+            """), RunBound);
 
         Assert.Equal(VmEndReason.Halted, ended.Reason);
         Assert.Equal("", SinkText(sink));

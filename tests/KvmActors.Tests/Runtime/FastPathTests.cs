@@ -3,6 +3,7 @@ using Akka.Configuration;
 using Akka.TestKit.Xunit2;
 using KvmActors.Devices.Uart16550;
 using KvmActors.Runtime.Bus;
+using KvmActors.Sdk;
 using KvmActors.Runtime.Config;
 using KvmActors.Runtime.Devices;
 using KvmActors.Runtime.Vm;

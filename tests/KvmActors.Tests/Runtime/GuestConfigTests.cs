@@ -1,4 +1,5 @@
 using KvmActors.Runtime.Bus;
+using KvmActors.Sdk;
 using KvmActors.Runtime.Config;
 using KvmActors.Tests.Support;
 using Xunit;
@@ -21,15 +22,15 @@ public sealed class GuestConfigTests
     public void Defaults_come_from_reference_conf()
     {
         var spec = Load(Minimal);
-        Assert.Equal(1, spec.VcpuCount);
+        Assert.Equal(1, spec.Machine.VcpuCount);
         Assert.Equal("all-halted", spec.HaltPolicy);
         Assert.Equal(UnmappedAccessPolicy.Ignore, spec.UnmappedIo);
-        Assert.Equal(0x1000UL, spec.Image.LoadAddress);
-        Assert.Equal([0xf4], spec.Image.Bytes);
+        Assert.Equal(0x1000UL, spec.Machine.Image.LoadAddress);
+        Assert.Equal([0xf4], spec.Machine.Image.Bytes);
         var com1 = Assert.Single(spec.Devices);
         Assert.Equal("uart-16550", com1.Type);
         Assert.Equal(new PortRange(0x3f8, 0x3ff), Assert.Single(com1.Ports));
-        Assert.Equal(0x100000UL, Assert.Single(spec.Memory).Size);
+        Assert.Equal(0x100000UL, Assert.Single(spec.Machine.Memory).Size);
     }
 
     [Fact]
@@ -43,11 +44,11 @@ public sealed class GuestConfigTests
               vcpu-overrides { "1" { registers { rip = 0x2000, rsi = 1 } } }
             }
             """, "guest.vcpus=3", "guest.memory=[{address=0, size=2M}]");
-        Assert.Equal(3, spec.VcpuCount);
-        Assert.Equal(0x200000UL, Assert.Single(spec.Memory).Size);
-        Assert.Equal(0x1000UL, spec.Cpu.Registers["rip"]);
-        Assert.Equal(0x2000UL, spec.VcpuOverrides[1].Registers["rip"]);
-        Assert.Equal(1UL, spec.VcpuOverrides[1].Registers["rsi"]);
+        Assert.Equal(3, spec.Machine.VcpuCount);
+        Assert.Equal(0x200000UL, Assert.Single(spec.Machine.Memory).Size);
+        Assert.Equal(0x1000UL, spec.Machine.Cpu.Registers["rip"]);
+        Assert.Equal(0x2000UL, spec.Machine.VcpuOverrides[1].Registers["rip"]);
+        Assert.Equal(1UL, spec.Machine.VcpuOverrides[1].Registers["rsi"]);
     }
 
     [Theory]
@@ -144,7 +145,7 @@ public sealed class GuestConfigTests
     public void Smp_hello_example_holds_the_bytes_the_tests_assemble()
     {
         var spec = GuestConfigLoader.LoadFile(Path.Combine(RepoRoot.Path, "hocon", "guests", "smp-hello.conf"));
-        Assert.Equal(Guests.SmpHello(), spec.Image.Bytes);
-        Assert.Equal(4, spec.VcpuCount);
+        Assert.Equal(Guests.SmpHello(), spec.Machine.Image.Bytes);
+        Assert.Equal(4, spec.Machine.VcpuCount);
     }
 }

@@ -1,5 +1,6 @@
 using Akka.Actor;
 using KvmActors.Runtime.Vm;
+using KvmActors.Sdk;
 using KvmActors.Tests.Support;
 using Xunit;
 using Xunit.Abstractions;
@@ -93,5 +94,5 @@ public sealed class VmRuntimeTests(ITestOutputHelper output) : KvmTestKit(output
         ExpectTerminated(vm);
     }
 
-    private byte[] HostIoBytes(string sink) => KvmActors.Runtime.Devices.HostIo.For(Sys).Memory(sink).Bytes;
+    private byte[] HostIoBytes(string sink) => KvmActors.Sdk.HostIo.For(Sys).Memory(sink).Bytes;
 }

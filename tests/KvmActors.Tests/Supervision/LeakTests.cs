@@ -1,6 +1,7 @@
 using Akka.Actor;
 using KvmActors.Runtime.Kvm;
 using KvmActors.Runtime.Vm;
+using KvmActors.Sdk;
 using KvmActors.Tests.Support;
 using Xunit;
 using Xunit.Abstractions;

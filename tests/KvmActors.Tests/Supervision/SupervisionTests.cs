@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Akka.Actor;
 using KvmActors.Runtime.Vm;
+using KvmActors.Sdk;
 using KvmActors.Tests.Support;
 using Xunit;
 using Xunit.Abstractions;
@@ -185,7 +186,7 @@ public sealed class SupervisionTests(ITestOutputHelper output) : KvmTestKit(outp
         var sink = SinkName();
         var ended = Run(Guest(RealModeGuest(Guests.ReadUnbackedMemory(), sink)));
         Assert.Equal(VmEndReason.Halted, ended.Reason);
-        Assert.Equal([0xff], KvmActors.Runtime.Devices.HostIo.For(Sys).Memory(sink).Bytes);
+        Assert.Equal([0xff], KvmActors.Sdk.HostIo.For(Sys).Memory(sink).Bytes);
     }
 
     [KvmFact]

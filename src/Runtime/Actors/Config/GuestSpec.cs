@@ -1,0 +1,44 @@
+using KvmActors.Runtime.Boot;
+using KvmActors.Sdk;
+
+namespace KvmActors.Runtime.Config;
+
+/// <summary>What the VM does with an access to a port or MMIO address that no device claims.</summary>
+public enum UnmappedAccessPolicy
+{
+    /// <summary>As real hardware: reads return all ones, writes are dropped; logged once per address.</summary>
+    Ignore,
+    /// <summary>The VM ends as a guest failure.</summary>
+    Strict,
+}
+
+/// <summary>One device entry of the guest config.</summary>
+public sealed record DeviceSpec(
+    string Name,
+    string Type,
+    IReadOnlyList<PortRange> Ports,
+    IReadOnlyList<MmioRange> Mmio,
+    IReadOnlyList<int> Irqs,
+    DeviceOptions Options);
+
+/// <summary>A guest as bound from its HOCON file (with defaults from reference.conf and --set overrides).</summary>
+public sealed record GuestSpec
+{
+    public required string Name { get; init; }
+    /// <summary>The config file it came from ("&lt;built-in&gt;" for the seed guest): named in every config error.</summary>
+    public required string SourceFile { get; init; }
+    public required string BaseDirectory { get; init; }
+    /// <summary>The kernel side: vCPUs, memory, image, entry state, boot platform.</summary>
+    public required MachineSpec Machine { get; init; }
+    public required IReadOnlyList<DeviceSpec> Devices { get; init; }
+    public required string HaltPolicy { get; init; }
+    public required UnmappedAccessPolicy UnmappedIo { get; init; }
+    public SupervisionPolicy VcpuSupervision { get; init; } = SupervisionPolicy.Default;
+    public SupervisionPolicy DeviceSupervision { get; init; } = SupervisionPolicy.Default;
+    /// <summary>Injected faults by vCPU index (none unless the config asks).</summary>
+    public IReadOnlyDictionary<int, VcpuFaults> VcpuFaults { get; init; } = new Dictionary<int, VcpuFaults>();
+    /// <summary>Injected faults by device name (none unless the config asks).</summary>
+    public IReadOnlyDictionary<string, DeviceFaults> DeviceFaults { get; init; } = new Dictionary<string, DeviceFaults>();
+    /// <summary>Runtime settings the guest file or --set gave (a <c>kvmactors { }</c> block), for the actor system's config.</summary>
+    public Akka.Configuration.Config RuntimeConfig { get; init; } = Akka.Configuration.Config.Empty;
+}

@@ -1,0 +1,39 @@
+using KvmActors.Runtime.Bus;
+using KvmActors.Sdk;
+using KvmActors.Runtime.Vm;
+
+namespace KvmActors.Runtime.Vcpu;
+
+/// <summary>The vCPU actor's thread is up: the VM keeps the native thread id to kick it out of KVM_RUN.</summary>
+public sealed record VcpuStarted(int VcpuId, int NativeThreadId, string ThreadName);
+
+/// <summary>The guest executed HLT on this vCPU (sent to the halt controller).</summary>
+public sealed record VcpuHalted(int VcpuId);
+
+/// <summary>The guest did something that cannot go on (sent to the VM).</summary>
+public sealed record VcpuGuestFailed(GuestFailureInfo Failure);
+
+/// <summary>First access of this vCPU to an address no device claims (sent to the VM, which logs it once per address).</summary>
+public sealed record UnmappedAccess(int VcpuId, AddressSpace Space, ulong Address, int Size, bool IsWrite);
+
+/// <summary>The VM asks the vCPU to stop; it answers <see cref="VcpuStopped"/> and stops.</summary>
+public sealed record StopVcpu(string Why);
+
+/// <summary>The VM asks the vCPU to stop running the guest until <see cref="ResumeVcpu"/>.</summary>
+public sealed record PauseVcpu;
+
+/// <summary>The vCPU is out of KVM_RUN and will not enter it until resumed.</summary>
+public sealed record VcpuPaused(int VcpuId);
+
+/// <summary>Go on running the guest after a <see cref="PauseVcpu"/>.</summary>
+public sealed record ResumeVcpu;
+
+/// <summary>A vCPU's last word: what it did.</summary>
+public sealed record VcpuStopped(VcpuSummary Summary);
+
+/// <summary>Self-message: enter KVM_RUN once. Between two of these the mailbox is served.</summary>
+internal sealed class RunGuest
+{
+    public static readonly RunGuest Instance = new();
+    private RunGuest() { }
+}

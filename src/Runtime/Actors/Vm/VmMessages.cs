@@ -1,0 +1,67 @@
+using KvmActors.Runtime.Kvm;
+
+namespace KvmActors.Runtime.Vm;
+
+
+/// <summary>Registers, exit and instruction of a vCPU at a guest failure.</summary>
+public sealed record GuestFailureInfo(
+    int VcpuId,
+    string ExitReason,
+    string Explanation,
+    KvmRegs Registers,
+    KvmSregs SpecialRegisters,
+    string FaultingInstruction)
+{
+    public string Describe() => $"vcpu {VcpuId}: {ExitReason}: {Explanation}{Environment.NewLine}" +
+                                $"  instruction: {FaultingInstruction}{Environment.NewLine}" +
+                                RegisterDump.Format(Registers, SpecialRegisters);
+}
+
+/// <summary>What one vCPU did during the VM's life (collected when it stops).</summary>
+public sealed record VcpuSummary(
+    int VcpuId,
+    string ThreadName,
+    int NativeThreadId,
+    int DistinctThreadsSeen,
+    long Exits,
+    bool Halted,
+    KvmRegs? FinalRegisters,
+    IReadOnlyDictionary<string, long> ExitsByReason,
+    IReadOnlyDictionary<ushort, long> ExitsByPort,
+    int Restarts = 0);
+
+/// <summary>A child actor the VM restarted (or stopped) after it failed.</summary>
+public sealed record ActorFailure(string Actor, string Exception, string Message, bool Restarted, DateTimeOffset At);
+
+/// <summary>Sent by the VM actor to whoever started it, after every resource of the VM has been released.</summary>
+public sealed record VmEnded(
+    string VmName,
+    VmEndReason Reason,
+    string Detail,
+    int ExitStatus,
+    GuestFailureInfo? Failure,
+    IReadOnlyList<VcpuSummary> Vcpus,
+    IReadOnlyList<ActorFailure>? Failures = null)
+{
+    /// <summary>Every child failure during the VM's life, restarted or not.</summary>
+    public IReadOnlyList<ActorFailure> ActorFailures => Failures ?? [];
+
+    public override string ToString() => $"VM '{VmName}' ended: {Reason} ({Detail}), exit status {ExitStatus}";
+}
+
+/// <summary>Ask a VM to stop; it ends with <see cref="VmEndReason.StoppedOnRequest"/>.</summary>
+public sealed record StopVm(string Why = "stop requested");
+
+/// <summary>Stop running the guest (every vCPU out of KVM_RUN) until <see cref="ResumeVm"/>; answered with <see cref="VmPaused"/>.</summary>
+public sealed record PauseVm;
+
+/// <summary>Every vCPU has stopped running the guest.</summary>
+public sealed record VmPaused(string VmName);
+
+/// <summary>Run the guest again after a pause; answered with <see cref="VmResumed"/>.</summary>
+public sealed record ResumeVm;
+
+public sealed record VmResumed(string VmName);
+
+
+

@@ -1,0 +1,57 @@
+using KvmActors.Runtime.Memory;
+
+namespace KvmActors.Runtime.Boot;
+
+/// <summary>A Multiboot module from the guest config: its bytes and the string the kernel sees for it.</summary>
+public sealed record BootModuleSpec(string String, byte[] Data, string Origin);
+
+/// <summary>Initial contents of a memory region (a ROM's image, or data preloaded into RAM), written at the region's start.</summary>
+public sealed record RegionContentSpec(string RegionName, ulong GuestAddress, byte[] Data, string Origin);
+
+/// <summary>
+/// How a guest is booted: the CPU mode it is entered in, the image format, the in-kernel irqchip, CPUID masking,
+/// the Multiboot command line and modules, and initial region contents. Bound from the guest config by
+/// the config binder (KvmActors.Config); used by <see cref="Vm.Machine"/>.
+/// </summary>
+public sealed record PlatformSpec
+{
+    /// <summary>The mode every vCPU that starts at the entry point is entered in (the APs of an irqchip VM start from SIPI instead).</summary>
+    public CpuMode Mode { get; init; } = CpuMode.Real;
+    /// <summary>flat, elf or multiboot.</summary>
+    public string Format { get; init; } = PlatformNames.FormatFlat;
+    /// <summary>KVM_CREATE_IRQCHIP + KVM_CREATE_PIT2 before the vCPUs: PIC, IOAPIC, local APICs and PIT in the kernel.</summary>
+    public bool Irqchip { get; init; }
+    /// <summary>CPUID feature names (<see cref="CpuidSetup.KnownFeatures"/>) cleared in every vCPU's CPUID.</summary>
+    public IReadOnlyList<string> CpuidMask { get; init; } = [];
+    /// <summary>Multiboot: the first word of the kernel's command line (the image file as written in the config, or "kernel").</summary>
+    public string ProgramName { get; init; } = "kernel";
+    /// <summary>Multiboot: the rest of the kernel's command line.</summary>
+    public string Cmdline { get; init; } = "";
+    public IReadOnlyList<BootModuleSpec> Modules { get; init; } = [];
+    public IReadOnlyList<RegionContentSpec> RegionContents { get; init; } = [];
+
+    public static readonly PlatformSpec Default = new();
+
+    public string ModeName => PlatformNames.ModeName(Mode);
+}
+
+
+/// <summary>Names and fixed addresses of the boot platform, shared by the machine and the config binder.</summary>
+public static class PlatformNames
+{
+    public const string FormatFlat = "flat", FormatElf = "elf", FormatMultiboot = "multiboot";
+    public static readonly string[] Formats = [FormatFlat, FormatElf, FormatMultiboot];
+    public static readonly string[] Modes = ["auto", "real", "protected", "long"];
+
+    /// <summary>The local APIC and IOAPIC pages, which no memory region may cover when the irqchip is in the kernel.</summary>
+    public const ulong LocalApicAddress = 0xfee00000, IoApicAddress = 0xfec00000;
+
+    public static string ModeName(CpuMode mode) => mode switch
+    {
+        CpuMode.Real => "real",
+        CpuMode.Protected => "protected",
+        CpuMode.Long => "long",
+        _ => mode.ToString().ToLowerInvariant(),
+    };
+
+}

@@ -1,0 +1,191 @@
+using KvmActors.Runtime.Boot;
+using KvmActors.Runtime.Kvm;
+using KvmActors.Runtime.Memory;
+
+namespace KvmActors.Runtime.Vm;
+
+/// <summary>
+/// The kernel side of one VM, built from a guest spec: the /dev/kvm fd, the VM fd (with its in-kernel irqchip
+/// and PIT when the config asks), guest memory with the image loaded and the mode's boot tables written, and
+/// the vCPU fds with their CPUID and entry state. Owned by the VM actor; <see cref="Dispose"/> releases every
+/// fd and mapping. No actors here: the VM actor adds devices and vCPU actors around it.
+/// </summary>
+/// <remarks>
+/// Order of creation (KVM API): VM; KVM_SET_TSS_ADDR / KVM_SET_IDENTITY_MAP_ADDR; KVM_CREATE_IRQCHIP and
+/// KVM_CREATE_PIT2; memory slots; image and boot tables; then per vCPU: KVM_CREATE_VCPU, KVM_SET_CPUID2, and
+/// the entry state (KVM_SET_SREGS, KVM_SET_REGS). With an irqchip only vCPU 0 (the BSP) gets an entry state;
+/// the others (APs) are left as KVM creates them, in MP state UNINITIALIZED, waiting for INIT/SIPI.
+/// </remarks>
+public sealed class Machine : IDisposable
+{
+    /// <summary>KVM_MP_STATE_UNINITIALIZED (KVM API, KVM_GET_MP_STATE): an AP waiting for INIT/SIPI.</summary>
+    public const uint MpStateUninitialized = 1;
+
+    public MachineSpec Spec { get; }
+    public KvmSystem Kvm { get; }
+    public KvmVm Vm { get; }
+    public GuestMemory Memory { get; }
+    public IReadOnlyList<KvmVcpu> Vcpus => _vcpus;
+    public MachineInfo Info { get; }
+    /// <summary>Whether the VM has an in-kernel irqchip (PIC, IOAPIC, local APICs) and PIT.</summary>
+    public bool HasIrqchip { get; private set; }
+    /// <summary>What the loader put into memory (entry point, segments, Multiboot information).</summary>
+    public LoadedImage? Image { get; private set; }
+    /// <summary>Whether KVM's private TSS and identity-map pages were set, and notes if not.</summary>
+    public KvmPrivatePagesResult? PrivatePages { get; private set; }
+    /// <summary>The CPUID table each vCPU was given, by vCPU index.</summary>
+    public IReadOnlyList<KvmCpuidEntry2[]> Cpuid => _cpuid;
+
+    private readonly List<KvmVcpu> _vcpus = new();
+    private readonly List<KvmCpuidEntry2[]> _cpuid = new();
+
+    private Machine(MachineSpec spec, KvmSystem kvm, KvmVm vm, GuestMemory memory)
+    {
+        Spec = spec;
+        Kvm = kvm;
+        Vm = vm;
+        Memory = memory;
+        Info = new MachineInfo(spec.VcpuCount, memory.RamSize, spec.Memory);
+    }
+
+    public static Machine Create(MachineSpec spec, string kvmDevice)
+    {
+        var kvm = KvmSystem.Open(kvmDevice);
+        KvmVm? vm = null;
+        GuestMemory? memory = null;
+        try
+        {
+            vm = kvm.CreateVm();
+            // Before any vCPU exists (KVM API): the private pages, then the irqchip and the PIT.
+            var pages = KvmPrivatePages.Set(vm, spec.Memory);
+            if (spec.Platform.Irqchip)
+            {
+                vm.CreateIrqchip();
+                vm.CreatePit2();
+            }
+            memory = GuestMemory.Create(vm, spec.Memory);
+            var machine = new Machine(spec, kvm, vm, memory) { HasIrqchip = spec.Platform.Irqchip, PrivatePages = pages };
+            try
+            {
+                machine.WriteRegionContents();
+                machine.Image = machine.LoadImage();
+                machine.WriteBootTables();
+                machine.CreateVcpus();
+                return machine;
+            }
+            catch { machine.Dispose(); throw; }
+        }
+        catch when (memory is null)
+        {
+            vm?.Dispose();
+            kvm.Dispose();
+            throw;
+        }
+    }
+
+    private ConfigException Error(string key, string problem, Exception? inner = null) =>
+        new(Spec.SourceFile, "guest." + key, problem, inner);
+
+    private string ImageKey => Spec.Image.Path is null ? "image.inline" : "image.file";
+
+    private void WriteRegionContents()
+    {
+        foreach (var c in Spec.Platform.RegionContents)
+            Memory.Write(c.GuestAddress, c.Data);
+    }
+
+    private LoadedImage LoadImage()
+    {
+        var image = Spec.Image;
+        var platform = Spec.Platform;
+        try
+        {
+            switch (platform.Format)
+            {
+                case PlatformNames.FormatElf:
+                    return ImageLoader.LoadElf(Memory, image.Bytes, platform.Mode);
+                case PlatformNames.FormatMultiboot:
+                    return Multiboot.Load(Memory, image.Bytes, platform.ProgramName, platform.Cmdline,
+                        platform.Modules.Select(m => new MultibootModule(m.String, m.Data)).ToList());
+                default:
+                    return ImageLoader.LoadFlat(Memory, image.Bytes, image.LoadAddress, platform.Mode);
+            }
+        }
+        catch (BootImageException e)
+        {
+            var key = platform.Format == PlatformNames.FormatFlat ? "image.load-address" : ImageKey;
+            throw Error(key, $"image '{image.Origin}' ({platform.Format}, {platform.ModeName} mode) cannot be loaded: {e.Message}", e);
+        }
+    }
+
+    private void WriteBootTables()
+    {
+        var mode = Spec.Platform.Mode;
+        try
+        {
+            CpuSetup.WriteBootTables(Memory, mode);
+            if (mode != CpuMode.Real && !CpuSetup.IsRam(Memory, BootLayout.BootStackBottom, BootLayout.BootStackTop - BootLayout.BootStackBottom))
+                throw new BootSetupException(
+                    $"{mode} mode needs the boot stack [0x{BootLayout.BootStackBottom:x}, 0x{BootLayout.BootStackTop:x}) in writable RAM; give the VM RAM from address 0");
+        }
+        catch (BootSetupException e)
+        {
+            throw Error("memory", e.Message, e);
+        }
+    }
+
+    private void CreateVcpus()
+    {
+        var platform = Spec.Platform;
+        var image = Image!;
+        var mode = platform.Mode;
+        var entryRegs = image.MultibootInfoAddress is { } info
+            ? CpuState.EntryRegs(mode, image.EntryPoint, Multiboot.BootloaderMagic, info)
+            : CpuState.EntryRegs(mode, image.EntryPoint);
+        if (mode == CpuMode.Real)
+        {
+            try { CpuState.RealModeCsIp(image.EntryPoint); }
+            catch (BootSetupException e) { throw Error("image.load-address", e.Message, e); }
+        }
+
+        var supported = Kvm.GetSupportedCpuid();
+        var mask = CpuidSetup.BitsFor(platform.CpuidMask);
+        for (var i = 0; i < Spec.VcpuCount; i++)
+        {
+            var vcpu = Vm.CreateVcpu(i);
+            _vcpus.Add(vcpu);
+            // CPUID first: KVM checks EFER.LME against it, and it belongs before the first KVM_RUN.
+            var cpuid = CpuidSetup.Build(supported, (uint)i, mask);
+            vcpu.SetCpuid(cpuid);
+            _cpuid.Add(cpuid);
+            if (HasIrqchip && i != 0)
+            {
+                // An AP: KVM created it UNINITIALIZED (the irqchip is in the kernel), so its first KVM_RUN blocks
+                // until INIT/SIPI puts it in real mode at the SIPI vector. Nothing here may make it runnable.
+                if (vcpu.GetMpState() != MpStateUninitialized) vcpu.SetMpState(MpStateUninitialized);
+                continue;
+            }
+            CpuState.Apply(vcpu, Spec, i, mode, image.EntryPoint, entryRegs);
+        }
+    }
+
+    /// <summary>
+    /// Drive an interrupt line (a GSI: PIC input for 0-15, IOAPIC pin for 0-23) with KVM_IRQ_LINE.
+    /// Returns true when the VM has an in-kernel irqchip; without one there is nothing to drive and it returns false.
+    /// </summary>
+    public bool SetIrqLine(int line, bool level)
+    {
+        if (!HasIrqchip) return false;
+        Vm.SetIrqLine((uint)line, level);
+        return true;
+    }
+
+    public void Dispose()
+    {
+        foreach (var v in _vcpus) v.Dispose();
+        _vcpus.Clear();
+        Memory.Dispose();
+        Vm.Dispose();
+        Kvm.Dispose();
+    }
+}
