@@ -3,7 +3,7 @@ using System.Globalization;
 namespace KvmActors.Host;
 
 /// <summary>Thrown for a command line we cannot use; the program prints it with the usage and exits 2.</summary>
-public sealed class UsageException(string message) : Exception(message);
+public sealed class UsageException(string message) : KvmActorsException(ErrorKind.Usage, message);
 
 public sealed record RunOptions(
     string? ConfigPath,

@@ -17,4 +17,4 @@ public readonly record struct MmioRange(ulong First, ulong Last)
 }
 
 /// <summary>Two devices claim the same address. Names both, so the config can be fixed.</summary>
-public sealed class BusOverlapException(string message) : Exception(message);
+public sealed class BusOverlapException(string message) : KvmActorsException(ErrorKind.Config, message);

@@ -3,19 +3,19 @@ using System.Runtime.InteropServices;
 namespace KvmActors.Runtime.Kvm;
 
 /// <summary>A failing KVM call: names the ioctl (or syscall) and the errno.</summary>
-public sealed class KvmException : Exception
+public sealed class KvmException : KvmActorsException
 {
     public string Operation { get; }
     public int Errno { get; }
 
     public KvmException(string operation, int errno, string? context = null)
-        : base($"{operation} failed: {ErrnoName(errno)} ({Marshal.GetPInvokeErrorMessage(errno)}){(context is null ? "" : ": " + context)}")
+        : base(ErrorKind.Kvm, $"{operation} failed: {ErrnoName(errno)} ({Marshal.GetPInvokeErrorMessage(errno)}){(context is null ? "" : ": " + context)}")
     {
         Operation = operation;
         Errno = errno;
     }
 
-    public KvmException(string message) : base(message) { Operation = "kvm"; }
+    public KvmException(string message) : base(ErrorKind.Kvm, message) { Operation = "kvm"; }
 
     public static KvmException FromLastError(string operation, string? context = null)
         => new(operation, Marshal.GetLastPInvokeError(), context);

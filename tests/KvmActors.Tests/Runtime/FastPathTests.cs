@@ -113,7 +113,7 @@ public sealed class UartReadSnapshotTests(ITestOutputHelper output) : TestKit(Kv
             Options = new DeviceOptions(ConfigurationFactory.ParseString("sink = null"), "guest.devices.com1.options", "test.conf", Path.GetTempPath()),
             Vm = CreateTestProbe().Ref, Machine = new MachineInfo(1, 1 << 20, []),
         };
-        var uart = Sys.ActorOf(DeviceRegistry.PropsFor(typeof(Uart16550Device), context).WithDispatcher(DeviceDispatcher.Id));
+        var uart = Sys.ActorOf(DeviceRegistry.PropsFor(typeof(Uart16550Device), context).WithDispatcher(DeviceDispatcher.ConfigPath));
         return (uart, DeviceReadPath.Of(uart));
     }
 
@@ -232,7 +232,7 @@ public sealed class DeviceDispatcherTests(ITestOutputHelper output) : TestKit(Kv
 
     private IActorRef StartRecorder()
     {
-        var device = Sys.ActorOf(Props.Create(() => new ThreadRecorder()).WithDispatcher(DeviceDispatcher.Id));
+        var device = Sys.ActorOf(Props.Create(() => new ThreadRecorder()).WithDispatcher(DeviceDispatcher.ConfigPath));
         device.Tell(new Identify(1), TestActor);
         ExpectMsg<ActorIdentity>(); // started and idle
         return device;

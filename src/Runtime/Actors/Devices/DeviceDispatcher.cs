@@ -26,7 +26,7 @@ namespace KvmActors.Runtime.Devices;
 public sealed class DeviceDispatcher : MessageDispatcher
 {
     /// <summary>The config path of the dispatcher every device actor of a VM runs on.</summary>
-    public const string Id = "kvmactors.device-dispatcher";
+    public const string ConfigPath = "kvmactors.device-dispatcher";
 
     // A vCPU thread runs at most this many turns of device mailboxes per Tell (a turn handles up to
     // `throughput` messages); what is still due after that goes to the thread pool.

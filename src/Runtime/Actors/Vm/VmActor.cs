@@ -71,10 +71,10 @@ public sealed class VmActor : UntypedActor, IWithTimers
         {
             Setup();
         }
-        catch (Exception e) when (e is KvmException or GuestMemoryException or ConfigException or BusOverlapException or InvalidOperationException or ArgumentException)
+        catch (Exception e) when (e is KvmActorsException or InvalidOperationException or ArgumentException)
         {
             // Setup failures are reported, not retried: the owner learns why and every resource is released.
-            EndVm(VmEndReason.Fault, e.Message, e is ConfigException or BusOverlapException ? 2 : 1, null);
+            EndVm(VmEndReason.Fault, e.Message, e is KvmActorsException { Kind: ErrorKind.Config } ? 2 : 1, null);
         }
     }
 
@@ -119,7 +119,7 @@ public sealed class VmActor : UntypedActor, IWithTimers
                 Name = d.Name, Type = d.Type, Options = d.Options, Ports = d.Ports, Mmio = d.Mmio, Irqs = d.Irqs,
                 Vm = Self, Machine = machine, Faults = _spec.DeviceFaults.GetValueOrDefault(d.Name),
             };
-            var actor = Context.ActorOf(DeviceRegistry.PropsFor(type, ctx).WithDispatcher(DeviceDispatcher.Id), $"device-{d.Name}");
+            var actor = Context.ActorOf(DeviceRegistry.PropsFor(type, ctx).WithDispatcher(DeviceDispatcher.ConfigPath), $"device-{d.Name}");
             Context.Watch(actor);
             _devices[actor] = d.Name;
             portEntries.AddRange(d.Ports.Select(r => new PortBus.Entry(d.Name, r, actor)));
@@ -136,7 +136,7 @@ public sealed class VmActor : UntypedActor, IWithTimers
             Options = new DeviceOptions(Akka.Configuration.ConfigurationFactory.ParseString($"policy = {_spec.HaltPolicy}"),
                 "guest.halt-policy", _spec.SourceFile, _spec.BaseDirectory),
         };
-        var halt = Context.ActorOf(DeviceRegistry.PropsFor(haltType, haltCtx).WithDispatcher(DeviceDispatcher.Id), "halt-controller");
+        var halt = Context.ActorOf(DeviceRegistry.PropsFor(haltType, haltCtx).WithDispatcher(DeviceDispatcher.ConfigPath), "halt-controller");
         Context.Watch(halt);
         _devices[halt] = "halt-controller";
 

@@ -15,7 +15,7 @@ public interface IGuestMemory
     IReadOnlyList<MemoryRegionSpec> Regions { get; }
 }
 
-public sealed class GuestMemoryException(string message) : Exception(message);
+public sealed class GuestMemoryException(string message) : KvmActorsException(ErrorKind.Config, message);
 
 /// <summary>
 /// The guest's RAM/ROM: page-aligned anonymous mappings registered with KVM as memory slots.
