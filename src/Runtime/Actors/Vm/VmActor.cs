@@ -405,18 +405,3 @@ internal sealed record ChildConfigError(string Actor, ConfigException Error);
 /// <summary>The VM actor fails with this when a child's failure is escalated.</summary>
 public sealed class VmChildFailedException(string actor, Exception cause)
     : Exception($"{actor} failed: {cause.Message}", cause);
-
-/// <summary>Runtime settings for VMs, bound from the <c>kvmactors</c> block.</summary>
-public sealed record VmSettings(string KvmDevice, TimeSpan StopTimeout, TimeSpan KickInterval, int KickSignal, DeviceRegistry Registry)
-{
-    private static readonly Lazy<VmSettings> Defaults = new(() => From(KvmActorsConfig.Reference));
-    public static VmSettings Default => Defaults.Value;
-
-    public static VmSettings From(Akka.Configuration.Config config)
-    {
-        var c = config.WithFallback(KvmActorsConfig.Reference).GetConfig("kvmactors");
-        var registry = new DeviceRegistry(c.GetStringList("devices.assemblies"), c.GetStringList("devices.plugin-directories"));
-        return new VmSettings(c.GetString("kvm-device"), c.GetTimeSpan("vm.stop-timeout"), c.GetTimeSpan("vm.kick-interval"),
-            c.GetInt("vm.kick-signal"), registry);
-    }
-}

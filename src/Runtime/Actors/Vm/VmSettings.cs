@@ -1,0 +1,26 @@
+using KvmActors.Runtime.Config;
+using KvmActors.Runtime.Devices;
+
+namespace KvmActors.Runtime.Vm;
+
+/// <summary>Runtime settings for VMs, bound from the <c>kvmactors</c> block.</summary>
+public sealed record VmSettings(
+    string KvmDevice,
+    TimeSpan StopTimeout,
+    TimeSpan KickInterval,
+    int KickSignal,
+    DeviceRegistry Registry,
+    int ExitsPerMessage = 256,
+    bool ReadSnapshots = true)
+{
+    private static readonly Lazy<VmSettings> Defaults = new(() => From(KvmActorsConfig.Reference));
+    public static VmSettings Default => Defaults.Value;
+
+    public static VmSettings From(Akka.Configuration.Config config)
+    {
+        var c = config.WithFallback(KvmActorsConfig.Reference).GetConfig("kvmactors");
+        var registry = new DeviceRegistry(c.GetStringList("devices.assemblies"), c.GetStringList("devices.plugin-directories"));
+        return new VmSettings(c.GetString("kvm-device"), c.GetTimeSpan("vm.stop-timeout"), c.GetTimeSpan("vm.kick-interval"),
+            c.GetInt("vm.kick-signal"), registry, c.GetInt("vcpu.exits-per-message"), c.GetBoolean("devices.read-snapshots"));
+    }
+}
