@@ -6,7 +6,7 @@ namespace KvmActors.Runtime.Kvm;
 /// A vCPU fd and its mmap'd kvm_run area. The guest's register state lives in KVM behind this fd,
 /// so whoever holds this object (the VM actor) can hand it to a new vCPU actor incarnation.
 /// </summary>
-public sealed unsafe class KvmVcpu : IDisposable
+public sealed unsafe partial class KvmVcpu : IDisposable
 {
     private readonly SafeFd _fd;
     private readonly SafeMapping _run;
