@@ -156,14 +156,14 @@ public sealed class X86RegisterLayout
         Add("fs_base", baseBits, baseType, r => r.FsBase, (r, v) => r with { FsBase = Sized(r.FsBase, v, baseBits) }, SegmentsFeature);
         Add("gs_base", baseBits, baseType, r => r.GsBase, (r, v) => r with { GsBase = Sized(r.GsBase, v, baseBits) }, SegmentsFeature);
 
-        var crType = wide ? "int64" : "int32";
+        var crType = wide ? "uint64" : "uint32"; // bit masks: unsigned, so cr0 with PG set prints positive
         Add("cr0", baseBits, crType, r => r.Cr0, (r, v) => r with { Cr0 = Sized(r.Cr0, v, baseBits) }, SystemFeature, "system");
         Add("cr2", baseBits, crType, r => r.Cr2, (r, v) => r with { Cr2 = Sized(r.Cr2, v, baseBits) }, SystemFeature, "system");
         Add("cr3", baseBits, crType, r => r.Cr3, (r, v) => r with { Cr3 = Sized(r.Cr3, v, baseBits) }, SystemFeature, "system");
         Add("cr4", baseBits, crType, r => r.Cr4, (r, v) => r with { Cr4 = Sized(r.Cr4, v, baseBits) }, SystemFeature, "system");
-        if (wide) Add("cr8", 64, "int64", r => r.Cr8, (r, v) => r with { Cr8 = v }, SystemFeature, "system");
+        if (wide) Add("cr8", 64, "uint64", r => r.Cr8, (r, v) => r with { Cr8 = v }, SystemFeature, "system");
         // EFER is a 64-bit MSR in every mode.
-        Add("efer", 64, "int64", r => r.Efer, (r, v) => r with { Efer = v }, SystemFeature, "system");
+        Add("efer", 64, "uint64", r => r.Efer, (r, v) => r with { Efer = v }, SystemFeature, "system");
 
         Registers = slots;
         GPacketBytes = slots.Sum(s => s.Bytes);
@@ -256,6 +256,8 @@ public sealed class X86RegisterLayout
         var sb = new StringBuilder();
         sb.Append("<?xml version=\"1.0\"?>\n<!DOCTYPE target SYSTEM \"gdb-target.dtd\">\n<target version=\"1.0\">\n");
         sb.Append($"  <architecture>{Architecture}</architecture>\n");
+        // A VM has no operating system ABI for gdb to assume (it would default to GNU/Linux).
+        sb.Append("  <osabi>none</osabi>\n");
         string? open = null;
         var regnum = 0;
         foreach (var slot in Registers)
