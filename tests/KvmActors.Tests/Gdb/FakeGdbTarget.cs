@@ -15,7 +15,7 @@ internal sealed class FakeGdbTarget(int threads = 2) : IGdbTarget
         Enumerable.Range(1, threads).Select(t => KeyValuePair.Create(t, new X86RegisterFile { Rip = 0x1000 })));
     public readonly ConcurrentDictionary<ulong, GdbBreakpointType> Breakpoints = new();
     public readonly ConcurrentQueue<string> Calls = new();
-    public bool SupportsWatchpoints { get; init; } = true;
+    public volatile bool SupportsWatchpoints = true;
     public bool Detached { get; private set; }
     public bool Killed { get; private set; }
     public int Interrupts;
