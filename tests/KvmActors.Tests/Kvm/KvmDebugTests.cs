@@ -62,4 +62,13 @@ public sealed unsafe class KvmDebugTests
         Assert.True(t.Valid);
         Assert.Equal(0x1234UL, t.Physical);
     }
+
+    [KvmFact]
+    public void Data_breakpoint_probe_answers_and_is_cached()
+    {
+        // Whatever this KVM does (hardware KVM traps data breakpoints; the software KVM here emulates CPL0 code and
+        // does not), the probe runs a real guest and answers the same each time.
+        var first = KvmDebugProbe.DataBreakpointsTrap;
+        Assert.Equal(first, KvmDebugProbe.DataBreakpointsTrap);
+    }
 }

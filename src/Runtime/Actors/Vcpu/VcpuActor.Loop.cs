@@ -81,6 +81,9 @@ public sealed partial class VcpuActor
             case ExitOutcome.Failed:
                 GuestFailed(result.FailedExit, result.Explanation!);
                 break;
+            case ExitOutcome.DebugStop:
+                DebugStopped(result.Dr6);
+                break;
         }
     }
 

@@ -126,7 +126,7 @@ public sealed partial class VcpuActor : UntypedActor, IVcpuExitActions
             case ReadCompleted:
                 break; // a late answer to a read nobody waits for any more
             default:
-                Unhandled(message);
+                if (!HandleDebug(message)) Unhandled(message);
                 break;
         }
     }

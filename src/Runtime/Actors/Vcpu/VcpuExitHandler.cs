@@ -28,11 +28,14 @@ public enum ExitOutcome
     Halted,
     /// <summary>The guest cannot go on: no more KVM_RUN; the VM ends with <see cref="ExitResult.FailedExit"/> and the explanation.</summary>
     Failed,
+    /// <summary>KVM_EXIT_DEBUG (a single step or a debug-register hit, <see cref="ExitResult.Dr6"/> says which): the debugger's turn.</summary>
+    DebugStop,
 }
 
 /// <summary>The outcome of one exit (the failure's explanation only when it failed).</summary>
-public readonly record struct ExitResult(ExitOutcome Outcome, KvmExitReason FailedExit = default, string? Explanation = null)
+public readonly record struct ExitResult(ExitOutcome Outcome, KvmExitReason FailedExit = default, string? Explanation = null, ulong Dr6 = 0)
 {
+    public static ExitResult DebugStop(ulong dr6) => new(ExitOutcome.DebugStop, Dr6: dr6);
     public static readonly ExitResult Done = new(ExitOutcome.Done);
     public static readonly ExitResult AwaitingRead = new(ExitOutcome.AwaitingRead);
     public static readonly ExitResult Halted = new(ExitOutcome.Halted);
@@ -111,7 +114,7 @@ public sealed class VcpuExitHandler
             KvmExitReason.Mmio => Mmio(run),
             KvmExitReason.Hlt => ExitResult.Halted,
             KvmExitReason.Intr or KvmExitReason.IrqWindowOpen => ExitResult.Done,
-            // One more case here for KVM_EXIT_DEBUG when a debugger drives the vCPU.
+            KvmExitReason.Debug => ExitResult.DebugStop(run.Debug.Dr6),
             var other => ExitResult.Failed(other, Explain(run)),
         };
         if (result.Outcome != ExitOutcome.AwaitingRead) Finished();

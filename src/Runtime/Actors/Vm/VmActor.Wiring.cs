@@ -77,6 +77,7 @@ public sealed partial class VmActor
             device.Tell(new Identify(DeviceStartedId));
         }
         _log.Info("VM '{0}' created: {1} vCPU(s), {2} KiB RAM, {3} device(s)", _spec.Name, _spec.Machine.VcpuCount, machine.RamSize / 1024, _spec.Devices.Count);
+        StartDebugger();
         if (_devicesStarting.Count == 0) Self.Tell(new CreateVcpus(0));
     }
 
@@ -94,7 +95,7 @@ public sealed partial class VmActor
         for (var i = from; i < to; i++)
         {
             var vcpu = vcpus[i];
-            var progress = _progress[vcpu.Id] = new VcpuProgress();
+            var progress = _progress[vcpu.Id] = new VcpuProgress { Paused = StartsPaused };
             var setup = new VcpuSetup(vcpu, vcpus.Count, _ports!, _mmio!, _machine.Memory, _spec.UnmappedIo, _settings,
                 progress, _spec.VcpuFaults.GetValueOrDefault(vcpu.Id));
             var actor = Context.ActorOf(VcpuActor.Props(setup), $"vcpu-{vcpu.Id}");

@@ -126,7 +126,7 @@ public sealed partial class VmActor : UntypedActor, IWithTimers
                 foreach (var id in _vcpuNativeThreads.Keys) Kick(id);
                 break;
             default:
-                Unhandled(message);
+                if (!OnDebugMessage(message)) Unhandled(message);
                 break;
         }
     }
