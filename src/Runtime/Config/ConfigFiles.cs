@@ -61,11 +61,12 @@ public static class ConfigFiles
         if (statx(AtFdCwd, path, 0, StatxType | StatxMode | StatxSize, buffer) != 0)
         {
             var errno = Marshal.GetLastPInvokeError();
+            var where = shown == path ? "" : $" (looked in {path})";
             throw error(errno switch
             {
-                2 or 20 => $"'{shown}' not found (looked in {path})",
-                13 => $"'{shown}' cannot be read: permission denied ({path})",
-                _ => $"'{shown}' cannot be read: {Marshal.GetPInvokeErrorMessage(errno)} ({path})",
+                2 or 20 => $"'{shown}' not found{where}",
+                13 => $"'{shown}' cannot be read: permission denied{where}",
+                _ => $"'{shown}' cannot be read: {Marshal.GetPInvokeErrorMessage(errno)}{where}",
             });
         }
         var mode = BitConverter.ToUInt16(buffer, 28);
