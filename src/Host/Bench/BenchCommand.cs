@@ -136,7 +136,7 @@ public static class BenchCommand
 
     public static async Task<int> RunAsync(BenchOptions o)
     {
-        var kvm = KvmActorsConfig.Reference.GetString("kvmactors.kvm-device");
+        var kvm = RuntimeSettingsBinder.Default.KvmDevice;
         if (KvmActors.Runtime.Kvm.KvmSystem.Unavailable(kvm) is { } why)
         {
             Console.Error.WriteLine($"kvmactors bench: {kvm} unavailable: {why}");
