@@ -35,8 +35,8 @@ public sealed partial class VmActor : UntypedActor, IWithTimers
     }
 
     /// <summary>A VM for <paramref name="spec"/> that reports <see cref="VmEnded"/> to <paramref name="owner"/>.</summary>
-    public static Props Props(GuestSpec spec, IActorRef owner, VmSettings? settings = null) =>
-        Akka.Actor.Props.Create(() => new VmActor(spec, owner, settings ?? VmSettings.Default));
+    public static Props Props(GuestSpec spec, IActorRef owner, VmSettings settings) =>
+        Akka.Actor.Props.Create(() => new VmActor(spec, owner, settings));
 
     protected override SupervisorStrategy SupervisorStrategy() =>
         new VmSupervisorStrategy(
