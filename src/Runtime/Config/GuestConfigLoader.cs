@@ -129,6 +129,7 @@ public static class GuestConfigLoader
                 DeviceSupervision = BindSupervision(supervision.GetSection("device")),
                 VcpuFaults = BindVcpuFaults(faults.GetSection("vcpus"), vcpus),
                 DeviceFaults = BindDeviceFaults(faults.GetSection("devices"), devices),
+                Gdb = BindGdb(guest.GetSection("gdb")),
             };
         }
 
@@ -141,6 +142,16 @@ public static class GuestConfigLoader
         {
             ["restart"] = SupervisionDirective.Restart, ["stop-vm"] = SupervisionDirective.StopVm, ["escalate"] = SupervisionDirective.Escalate,
         };
+
+        /// <summary><c>guest.gdb</c>: no stub unless <c>listen</c> is set; the address itself is checked when the stub binds it.</summary>
+        private static Runtime.Debug.GdbSpec? BindGdb(ConfigSection c)
+        {
+            var listen = c.GetString("listen", "");
+            var spec = new Runtime.Debug.GdbSpec(listen, c.GetBool("wait", false), c.GetBool("allow-remote", false));
+            if (listen.Length == 0) return null;
+            if (spec.TryEndPoint(out var problem) is null) throw c.Error("listen", problem!);
+            return spec;
+        }
 
         private static SupervisionPolicy BindSupervision(ConfigSection c) =>
             new(c.GetEnum("directive", Directives, what: "a directive"), (int)c.GetInteger("max-restarts", max: 1_000_000),
@@ -329,6 +340,7 @@ public static class GuestConfigLoader
                 .Add("vcpu-overrides", new Node { Any = CpuState() })
                 .Add("devices", new Node { Any = device })
                 .Add("supervision", new Node().Add("vcpu", policy).Add("device", policy))
+                .Add("gdb", new Node().Add("listen").Add("wait").Add("allow-remote"))
                 .Add("faults", new Node().Add("vcpus", new Node { Any = vcpuFaults }).Add("devices", new Node { Any = deviceFaults }));
         }
 
