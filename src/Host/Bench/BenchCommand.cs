@@ -163,7 +163,7 @@ public static class BenchCommand
                     akka.log-dead-letters-during-shutdown = off
                     {v.AkkaOverrides}
                     """)));
-                v.Settings = VmSettings.From(v.System.Settings.Config);
+                v.Settings = VmSettings.From(v.System.Settings.Config, BuiltInDevices.Assemblies);
             }
             var kvmDevice = ActorsVariant.Settings!.KvmDevice;
             var timeout = TimeSpan.FromSeconds(Math.Max(60, o.Iterations / 1000.0));
