@@ -163,6 +163,26 @@ public sealed class HostSideTests(ITestOutputHelper output) : KvmTestKit(output)
         finally { Directory.Delete(dir, recursive: true); }
     }
 
+    [KvmFact]
+    public void A_file_sink_on_a_fifo_or_in_a_missing_folder_exits_2_at_once_naming_the_key()
+    {
+        var dir = Directory.CreateTempSubdirectory("kvmactors-sink-").FullName;
+        try
+        {
+            var fifo = Path.Combine(dir, "fifo");
+            using (var mk = Process.Start("mkfifo", fifo)!) { Assert.True(mk.WaitForExit(5000)); Assert.Equal(0, mk.ExitCode); }
+            foreach (var target in new[] { fifo, Path.Combine(dir, "no", "such", "out.txt") })
+            {
+                var r = Kvmactors.Run(TimeSpan.FromSeconds(30), "run", "hocon/guests/debug-exit.conf",
+                    "--set", $"guest.devices.com1.options.sink=\"file:{target}\"");
+                Assert.Equal(2, r.ExitCode);
+                Assert.Equal("", r.Stdout); // the guest never ran
+                Assert.Contains("guest.devices.com1.options.sink", r.Stderr);
+            }
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
     private static string ReadShared(string path)
     {
         using var s = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
