@@ -95,8 +95,8 @@ public sealed partial class HostIo : IExtension
     /// </summary>
     public IGuestOutput OpenOutput(string spec, string baseDirectory)
     {
-        if (spec == "stdout") return Track(Std(ref _stdout, "stdout", Console.OpenStandardOutput));
-        if (spec == "stderr") return Track(Std(ref _stderr, "stderr", Console.OpenStandardError));
+        if (spec == "stdout") return Track(Std(ref _stdout, "stdout", 1));
+        if (spec == "stderr") return Track(Std(ref _stderr, "stderr", 2));
         if (spec is "null" or "none") return NullOutput.Instance;
         if (spec.StartsWith("memory:")) return Memory(spec["memory:".Length..]);
         if (spec.StartsWith("file:"))
@@ -108,11 +108,54 @@ public sealed partial class HostIo : IExtension
         throw new ArgumentException($"unknown sink '{spec}' (use stdout, stderr, null, file:PATH or memory:NAME)");
     }
 
-    // stdout and stderr: one writer per process, whichever system opens it first sizes it.
-    private BoundedWriter Std(ref BoundedWriter? slot, string name, Func<Stream> open)
+    // stdout and stderr: one writer per process, whichever system opens it first sizes it. write(2) on the fd
+    // itself, not Console.OpenStandardOutput: .NET's console streams write under one lock shared by stdout and
+    // stderr, so a write blocked on a full stdout pipe would block every stderr line (the end summary, logs) too.
+    private BoundedWriter Std(ref BoundedWriter? slot, string name, int fd)
     {
-        lock (StdGate) return slot ??= new BoundedWriter(name, open(), _bufferSize, ownsStream: false);
+        lock (StdGate)
+            return slot ??= new BoundedWriter(name, new FdStream(fd), _bufferSize, ownsStream: false);
     }
+
+    /// <summary>
+    /// Plain write(2) on an inherited fd. Not a FileStream: on a seekable stdout (stdout and stderr sent to one file) it would
+    /// write at an offset of its own (pwrite) and overwrite what stderr put in the same file.
+    /// </summary>
+    private sealed class FdStream(int fd) : Stream
+    {
+        private const int EINTR = 4;
+
+        public override unsafe void Write(byte[] buffer, int offset, int count)
+        {
+            fixed (byte* p = buffer)
+            {
+                while (count > 0)
+                {
+                    long n = write(fd, p + offset, count);
+                    if (n < 0)
+                    {
+                        int errno = Marshal.GetLastPInvokeError();
+                        if (errno == EINTR) continue;
+                        throw new IOException(Marshal.GetPInvokeErrorMessage(errno), errno);
+                    }
+                    offset += (int)n;
+                    count -= (int)n;
+                }
+            }
+        }
+
+        public override void Flush() { }
+        public override bool CanRead => false;
+        public override bool CanSeek => false;
+        public override bool CanWrite => true;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+    }
+
+    [DllImport("libc", SetLastError = true)] private static extern unsafe long write(int fd, byte* buffer, long count);
 
     private BoundedWriter Track(BoundedWriter writer)
     {
