@@ -173,7 +173,7 @@ public sealed class HostSideTests(ITestOutputHelper output) : KvmTestKit(output)
             using (var mk = Process.Start("mkfifo", fifo)!) { Assert.True(mk.WaitForExit(5000)); Assert.Equal(0, mk.ExitCode); }
             foreach (var target in new[] { fifo, Path.Combine(dir, "no", "such", "out.txt") })
             {
-                var r = Kvmactors.Run(TimeSpan.FromSeconds(30), "run", "hocon/guests/debug-exit.conf",
+                var r = Kvmactors.Run("run", "hocon/guests/debug-exit.conf",
                     "--set", $"guest.devices.com1.options.sink=\"file:{target}\"");
                 Assert.Equal(2, r.ExitCode);
                 Assert.Equal("", r.Stdout); // the guest never ran
