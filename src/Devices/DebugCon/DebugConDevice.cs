@@ -30,19 +30,29 @@ public sealed record DebugConSettings(string Sink, byte Readback)
 /// <para>Options: <c>sink</c> (default <c>stdout</c>; see <see cref="DebugConSettings"/>), <c>readback</c>
 /// (default 0xe9). Unknown keys are rejected.</para>
 /// <para>Writes: a write of N bytes (OUTW, OUTL) emits its N bytes, low byte first, as QEMU does by
-/// splitting a wide access into byte accesses. The sink is flushed after each write so output is
-/// visible as the guest produces it and nothing is lost if the host stops.</para>
+/// splitting a wide access into byte accesses. The bytes go to the sink's bounded buffer and its writer
+/// thread writes them at once, so output is visible as the guest produces it.</para>
+/// <para>Back-pressure: the isa-debugcon port has no flow control a guest could wait on (no status
+/// register), so when the sink's buffer is full (a stdout nobody reads) bytes are dropped, never waited
+/// for: a warning says so when dropping starts, and another gives the count when the sink has room again
+/// (or the device stops).</para>
 /// <para>Reads: every byte of the access width is <c>readback</c> (a 2-byte read gives 0xe9e9 by default),
 /// again as a split byte access would.</para>
 /// <para>The sink is opened when the device is created (a bad sink fails the device with a
-/// <see cref="KvmActors.Runtime.Config.ConfigException"/> naming <c>sink</c>) and flushed and closed
-/// when it stops.</para>
+/// <see cref="ConfigException"/> naming <c>sink</c>) and closed when it stops.</para>
 /// </remarks>
 [DeviceType("debugcon")]
 public sealed class DebugConDevice : DeviceActor
 {
     private readonly DebugConSettings _settings;
     private readonly IGuestOutput _output;
+    private long _dropped;      // bytes dropped since the sink was last seen with room
+
+    /// <summary>The sink has room again (from its writer thread).</summary>
+    private sealed class SinkWritable
+    {
+        public static readonly SinkWritable Instance = new();
+    }
 
     public DebugConDevice(DeviceContext context) : base(context)
     {
@@ -72,8 +82,27 @@ public sealed class DebugConDevice : DeviceActor
         Span<byte> bytes = stackalloc byte[8];
         var n = Math.Clamp(access.Size, 1, 8);
         for (var i = 0; i < n; i++) bytes[i] = (byte)(value >> (8 * i));
-        _output.Write(bytes[..n]);
-        _output.Flush();
+        var taken = _output.TryWrite(bytes[..n]);
+        if (taken == n) return;
+        if (_dropped == 0)
+        {
+            Log.Warning("{0}: sink '{1}' is full: dropping guest output until it has room", Device.Name, _settings.Sink);
+            _output.NotifyWhenWritable(Self, SinkWritable.Instance);
+        }
+        _dropped += n - taken;
+    }
+
+    protected override void OnMessage(object message)
+    {
+        if (message is not SinkWritable) { Unhandled(message); return; }
+        ReportDropped();
+    }
+
+    private void ReportDropped()
+    {
+        if (_dropped == 0) return;
+        Log.Warning("{0}: dropped {1} bytes of guest output while sink '{2}' was full", Device.Name, _dropped, _settings.Sink);
+        _dropped = 0;
     }
 
     protected override ulong OnRead(DeviceAccess access)
@@ -85,9 +114,9 @@ public sealed class DebugConDevice : DeviceActor
 
     protected override void PostStop()
     {
+        ReportDropped();
         try
         {
-            _output.Flush();
             (_output as IDisposable)?.Dispose();
         }
         catch (Exception e)

@@ -79,13 +79,20 @@ public static class UartMsr
     public const byte Deltas = 0x0F, Inputs = 0xF0;
 }
 
+/// <summary>The host end of a UART's line: takes 0..all of the offered bytes, never blocking, and returns how many.</summary>
+public delegate int HostTransmit(ReadOnlySpan<byte> bytes);
+
 /// <summary>
 /// A 16550A UART as the guest sees it: registers, 16-byte FIFOs and interrupt logic, with no clock
 /// and no actors so it can be tested alone.
 /// <para>
-/// Simplifications, all invisible to a guest that cannot time the line: the transmitter is instant
-/// (a THR write reaches <see cref="Transmitted"/> before the write returns, so THRE and TEMT read as set
-/// again at once); the receive line goes idle as soon as a burst has been delivered, so the FIFO
+/// The transmitter runs at the host's pace: with a <see cref="HostTransmit"/> callback, bytes written to THR
+/// wait in the TX FIFO (16 bytes with FIFOs enabled, else the one-byte THR) until the host accepts them, and
+/// LSR.THRE and TEMT stay clear meanwhile, as on a chip whose line is slower than its CPU; the host calls
+/// <see cref="Drain"/> when it has room again, and THR emptying raises the THRE interrupt as the datasheet
+/// says. A byte written while the FIFO is full is lost, as on the chip. Without a callback the host is
+/// always ready (the transmitter is instant: THRE and TEMT read as set again at once).
+/// Other simplifications, all invisible to a guest that cannot time the line: the receive line goes idle as soon as a burst has been delivered, so the FIFO
 /// character timeout counts as already elapsed whenever the RX FIFO holds fewer bytes than the trigger
 /// level; divisor, word length, parity and stop bits are stored and read back but do not alter data
 /// (the host end is not a wire, and a guest that never programs LCR must still print readable text).
@@ -124,6 +131,15 @@ public sealed class Uart16550
 
     /// <summary>A byte leaves the transmitter (not raised in loopback, where it goes to the receiver).</summary>
     public event Action<byte>? Transmitted;
+
+    /// <summary>
+    /// The host end of the line: offered the bytes waiting in the transmitter, it returns how many it took
+    /// (0..all) without blocking. Null: the host takes every byte at once.
+    /// </summary>
+    public HostTransmit? HostTransmit { get; set; }
+
+    /// <summary>Bytes written to THR while the TX FIFO was full, and so lost.</summary>
+    public long TransmitOverruns { get; private set; }
 
     /// <summary>The IRQ output (<see cref="InterruptPending"/>) changed level.</summary>
     public event Action<bool>? InterruptChanged;
@@ -185,6 +201,7 @@ public sealed class Uart16550
     public byte Mcr => _mcr;
     public byte Scr => _scr;
     private int RxCapacity => _fifoEnabled ? FifoSize : 1;
+    private int TxCapacity => _fifoEnabled ? FifoSize : 1;
 
     /// <summary>IIR as a read would return it, without clearing the THRE interrupt.</summary>
     public byte PeekIir()
@@ -205,7 +222,8 @@ public sealed class Uart16550
     {
         int v = _lineErrors;
         if (_rx.Count > 0) v |= UartLsr.DataReady;
-        if (_tx.Count == 0) v |= UartLsr.ThrEmpty | UartLsr.TransmitterEmpty; // the shift register empties instantly
+        // The shift register is modelled as part of the host's side: TEMT is set exactly when nothing waits.
+        if (_tx.Count == 0) v |= UartLsr.ThrEmpty | UartLsr.TransmitterEmpty;
         if (_fifoEnabled && _rxFifoError) v |= UartLsr.RxFifoError;
         return (byte)v;
     }
@@ -306,13 +324,42 @@ public sealed class Uart16550
     private void WriteThr(byte value)
     {
         _thrEmptyInterrupt = false;
+        if (_tx.Count >= TxCapacity) { TransmitOverruns++; return; } // the guest did not wait for THRE
         _tx.Enqueue(value, 0);
-        // Instant transmitter: the FIFO and shift register drain before the write returns.
+        Transmit();
+    }
+
+    /// <summary>
+    /// The host has room again: offer it the bytes waiting in the transmitter. Returns whether the
+    /// transmitter is now empty (THRE, with its interrupt if enabled).
+    /// </summary>
+    public bool Drain()
+    {
+        if (_tx.Count > 0) Transmit();
+        UpdateIrq();
+        return _tx.Count == 0;
+    }
+
+    // Moves bytes out of the TX FIFO: to the receiver in loopback (at once), else as far as the host takes them.
+    private void Transmit()
+    {
+        Span<byte> chunk = stackalloc byte[FifoSize];
         while (_tx.Count > 0)
         {
-            byte b = _tx.Dequeue(out _);
-            if (Loopback) ReceiveByte(b, 0);
-            else Transmitted?.Invoke(b);
+            int n = _tx.CopyTo(chunk);
+            int taken;
+            if (Loopback)
+            {
+                for (int i = 0; i < n; i++) ReceiveByte(chunk[i], 0);
+                taken = n;
+            }
+            else
+            {
+                taken = HostTransmit is { } host ? Math.Clamp(host(chunk[..n]), 0, n) : n;
+                for (int i = 0; i < taken; i++) Transmitted?.Invoke(chunk[i]);
+            }
+            _tx.Drop(taken);
+            if (taken < n) return; // the host is full: the rest waits for Drain, THRE stays clear
         }
         if ((_ier & UartIer.ThrEmpty) != 0) _thrEmptyInterrupt = true;
     }
@@ -338,7 +385,11 @@ public sealed class Uart16550
         }
         if (!enable) return; // the other bits are programmed only while FCR0 is set
         if ((value & UartFcr.ClearRx) != 0) { _rx.Clear(); _rxFifoError = false; }
-        if ((value & UartFcr.ClearTx) != 0) _tx.Clear();
+        if ((value & UartFcr.ClearTx) != 0 && _tx.Count > 0)
+        {
+            _tx.Clear(); // THR is empty now: THRE (and its interrupt) as if the bytes had gone
+            if ((_ier & UartIer.ThrEmpty) != 0) _thrEmptyInterrupt = true;
+        }
         _rxTrigger = (value >> 6) switch { 0 => 1, 1 => 4, 2 => 8, _ => 14 };
     }
 
@@ -425,6 +476,21 @@ public sealed class Uart16550
             _head = (_head + 1) % FifoSize;
             Count--;
             return v;
+        }
+
+        /// <summary>Copies the bytes at the head (up to dest.Length), oldest first, without removing them.</summary>
+        public int CopyTo(Span<byte> dest)
+        {
+            int n = Math.Min(Count, dest.Length);
+            for (int i = 0; i < n; i++) dest[i] = _data[(_head + i) % FifoSize];
+            return n;
+        }
+
+        public void Drop(int n)
+        {
+            if (n > Count) throw new InvalidOperationException("FIFO underflow");
+            _head = (_head + n) % FifoSize;
+            Count -= n;
         }
 
         public byte PeekErrors() => Count == 0 ? (byte)0 : _errors[_head];

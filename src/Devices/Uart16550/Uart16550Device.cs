@@ -10,7 +10,10 @@ namespace KvmActors.Devices.Uart16550;
 /// around <see cref="Uart16550"/>.
 /// <para>Options:</para>
 /// <list type="bullet">
-/// <item><c>sink</c>: where transmitted bytes go (default <c>stdout</c>; see <see cref="HostIo.OpenOutput"/>).</item>
+/// <item><c>sink</c>: where transmitted bytes go (default <c>stdout</c>; see <see cref="HostIo.OpenOutput"/>).
+/// The sink's buffer is the line: while it is full the transmitter stays busy (LSR.THRE and TEMT clear), so a
+/// polling guest waits in guest code; when the sink has room again the device drains the TX FIFO and THR
+/// empties (with the THRE interrupt if enabled). No device handler ever waits for host I/O.</item>
 /// <item><c>input</c>: what the receiver gets: <c>none</c> (default), <c>stdin</c> or <c>memory:NAME</c>.</item>
 /// <item><c>irq</c>: the interrupt line (default: the device's first configured IRQ, else 4).</item>
 /// </list>
@@ -36,8 +39,8 @@ public sealed class Uart16550Device : DeviceActor
 
     private readonly State _state;
     private readonly int _irq;
-    private readonly Action<byte> _onTransmit;
     private readonly Action<bool> _onInterrupt;
+    private bool _waitingForSink;       // a SinkWritable is due (one at a time)
 
     private IActorRef? _input;          // the HostInputReader child (one per incarnation)
     private bool _inputRequested;       // a RequestHostInput is unanswered
@@ -76,9 +79,8 @@ public sealed class Uart16550Device : DeviceActor
         });
 
         // Handlers of this incarnation; PostStop detaches them so a restarted UART does not send twice.
-        _onTransmit = Transmit;
         _onInterrupt = level => SetIrq(_irq, level);
-        _uart.Transmitted += _onTransmit;
+        _uart.HostTransmit = _state.Sink.TryWrite;
         _uart.InterruptChanged += _onInterrupt;
     }
 
@@ -86,18 +88,21 @@ public sealed class Uart16550Device : DeviceActor
     {
         if (_state.InputSource is not null) _input = Context.ActorOf(HostInputReader.Props(_state.InputSource), "host-input");
         RequestInput();
+        WaitForSinkIfBusy(); // a restart may find bytes still waiting for the sink
+    }
+
+    /// <summary>The sink has room again (sent by its writer thread through <see cref="IGuestOutput.NotifyWhenWritable"/>).</summary>
+    private sealed class SinkWritable
+    {
+        public static readonly SinkWritable Instance = new();
     }
 
     protected override void PostStop()
     {
-        _uart.Transmitted -= _onTransmit;
         _uart.InterruptChanged -= _onInterrupt;
-        _sink.Flush();
         if (Restarting) return; // the next incarnation goes on with the same sink
         (_sink as IDisposable)?.Dispose(); // closes file sinks; shared ones (stdout, memory) are not owned
     }
-
-    private void Transmit(byte b) => _sink.Write(new ReadOnlySpan<byte>(in b));
 
     protected override ulong OnRead(DeviceAccess access)
     {
@@ -111,7 +116,16 @@ public sealed class Uart16550Device : DeviceActor
     {
         if (access.Offset > 7) return;
         _uart.Write((int)access.Offset, (byte)value);
+        WaitForSinkIfBusy();
         AfterGuestAccess();
+    }
+
+    // Bytes the sink could not take wait in the TX FIFO; ask to be told when it has room.
+    private void WaitForSinkIfBusy()
+    {
+        if (_waitingForSink || _uart.TxCount == 0) return;
+        _waitingForSink = true;
+        _sink.NotifyWhenWritable(Self, SinkWritable.Instance);
     }
 
     // The registers a vCPU may read without asking (see DeviceReadPath): every one whose read has no effect
@@ -160,6 +174,11 @@ public sealed class Uart16550Device : DeviceActor
                 _heldOffset = 0;
                 FeedHeld();
                 RequestInput();
+                break;
+            case SinkWritable:
+                _waitingForSink = false;
+                _uart.Drain();
+                WaitForSinkIfBusy();
                 break;
             case HostInputEnded ended:
                 _inputRequested = false;

@@ -163,7 +163,7 @@ public static class BenchCommand
                     akka.log-dead-letters-during-shutdown = off
                     {v.AkkaOverrides}
                     """)));
-                v.Settings = RuntimeSettingsBinder.Bind(v.System.Settings.Config, "<bench>");
+                v.Settings = RuntimeSettingsBinder.Bind(v.System.Settings.Config, "<bench>", BuiltInDevices.Assemblies);
             }
             var kvmDevice = ActorsVariant.Settings!.KvmDevice;
             var timeout = TimeSpan.FromSeconds(Math.Max(60, o.Iterations / 1000.0));

@@ -11,9 +11,9 @@ namespace KvmActors.Runtime.Config;
 /// </summary>
 public static class RuntimeSettingsBinder
 {
-    private static readonly Lazy<VmSettings> Defaults = new(() => Bind(KvmActorsConfig.Reference, "reference.conf"));
+    private static readonly Lazy<VmSettings> Defaults = new(() => Bind(KvmActorsConfig.Reference, "reference.conf", []));
 
-    /// <summary>The settings of reference.conf alone.</summary>
+    /// <summary>The settings of reference.conf alone, with no built-in devices (the host hands those to <see cref="Bind"/>).</summary>
     public static VmSettings Default => Defaults.Value;
 
     public static readonly TimeSpan MaxStopTimeout = TimeSpan.FromMinutes(10), MaxKickInterval = TimeSpan.FromSeconds(10);
@@ -21,13 +21,14 @@ public static class RuntimeSettingsBinder
 
     /// <summary>The VM settings of an actor system's config (anything it lacks comes from reference.conf).</summary>
     /// <param name="file">Named in errors: the guest file the <c>kvmactors</c> block came from.</param>
-    public static VmSettings Bind(Akka.Configuration.Config merged, string file)
+    /// <param name="builtInDevices">The host's device assemblies: the runtime names none itself.</param>
+    public static VmSettings Bind(Akka.Configuration.Config merged, string file, IEnumerable<System.Reflection.Assembly> builtInDevices)
     {
         var withDefaults = ReferenceEquals(merged, KvmActorsConfig.Reference) ? merged : merged.WithFallback(KvmActorsConfig.Reference);
         var root = new ConfigSection(withDefaults, "", file, Environment.CurrentDirectory);
         var s = Read(root.GetSection("kvmactors"));
         return new VmSettings(s.KvmDevice, s.StopTimeout, s.KickInterval, s.KickSignal,
-            new DeviceRegistry(s.Assemblies, s.PluginDirectories), s.ExitsPerMessage, s.ReadSnapshots);
+            new DeviceRegistry(builtInDevices, s.Assemblies, s.PluginDirectories), s.ExitsPerMessage, s.ReadSnapshots);
     }
 
     /// <summary>Checks a <c>kvmactors</c> section (with reference.conf as its fallback) without loading any assembly.</summary>

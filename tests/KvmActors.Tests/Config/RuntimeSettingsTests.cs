@@ -44,7 +44,7 @@ public sealed class RuntimeSettingsTests
         Assert.Equal(TimeSpan.FromMilliseconds(20), d.KickInterval);
         Assert.Equal(256, d.ExitsPerMessage);
         Assert.True(d.ReadSnapshots);
-        var s = RuntimeSettingsBinder.Bind(ConfigurationFactory.ParseString("kvmactors.vm.kick-signal = 41\nkvmactors.vcpu.exits-per-message = 1\nkvmactors.devices.read-snapshots = no"), "x.conf");
+        var s = RuntimeSettingsBinder.Bind(ConfigurationFactory.ParseString("kvmactors.vm.kick-signal = 41\nkvmactors.vcpu.exits-per-message = 1\nkvmactors.devices.read-snapshots = no"), "x.conf", []);
         Assert.Equal(41, s.KickSignal);
         Assert.Equal(1, s.ExitsPerMessage);
         Assert.False(s.ReadSnapshots);

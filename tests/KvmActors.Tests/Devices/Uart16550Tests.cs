@@ -8,6 +8,7 @@ using KvmActors.Runtime.Bus;
 using KvmActors.Sdk;
 using KvmActors.Runtime.Devices;
 using KvmActors.Runtime.Vm;
+using KvmActors.Tests.Support;
 using Xunit;
 using Xunit.Abstractions;
 
@@ -456,7 +457,7 @@ public sealed class Uart16550DeviceTests : TestKit
     [Fact]
     public void Registry_finds_the_device_by_its_type_name()
     {
-        var registry = new DeviceRegistry([], []);
+        var registry = new DeviceRegistry(BuiltInDevices.Assemblies, []);
         Assert.Equal(typeof(Uart16550Device), registry.Resolve("uart-16550"));
     }
 

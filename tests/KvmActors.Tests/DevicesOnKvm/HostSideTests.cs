@@ -89,18 +89,19 @@ public sealed class HostSideTests(ITestOutputHelper output) : KvmTestKit(output)
     // ---- file sinks ----
 
     [Fact]
-    public void A_file_sink_has_each_write_in_the_file_before_the_write_returns()
+    public void A_file_sink_has_each_write_in_the_file_while_it_stays_open()
     {
+        // The writer thread writes bytes as they come (no batching until close), so a reader sees them at once.
         var dir = Directory.CreateTempSubdirectory("kvmactors-sink-").FullName;
         try
         {
             var sink = HostIo.For(Sys).OpenOutput("file:out.txt", dir);
             try
             {
-                sink.Write("ab"u8);
-                Assert.Equal("ab", ReadShared(Path.Combine(dir, "out.txt")));
-                sink.Write("c"u8);
-                Assert.Equal("abc", ReadShared(Path.Combine(dir, "out.txt")));
+                Assert.Equal(2, sink.TryWrite("ab"u8));
+                AwaitAssert(() => Assert.Equal("ab", ReadShared(Path.Combine(dir, "out.txt"))), TimeSpan.FromSeconds(5));
+                Assert.Equal(1, sink.TryWrite("c"u8));
+                AwaitAssert(() => Assert.Equal("abc", ReadShared(Path.Combine(dir, "out.txt"))), TimeSpan.FromSeconds(5));
             }
             finally { (sink as IDisposable)?.Dispose(); }
         }
@@ -158,6 +159,26 @@ public sealed class HostSideTests(ITestOutputHelper output) : KvmTestKit(output)
                 p.WaitForExit();
             }
             Assert.Equal("still here\n", ReadShared(file));
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
+    [KvmFact]
+    public void A_file_sink_on_a_fifo_or_in_a_missing_folder_exits_2_at_once_naming_the_key()
+    {
+        var dir = Directory.CreateTempSubdirectory("kvmactors-sink-").FullName;
+        try
+        {
+            var fifo = Path.Combine(dir, "fifo");
+            using (var mk = Process.Start("mkfifo", fifo)!) { Assert.True(mk.WaitForExit(5000)); Assert.Equal(0, mk.ExitCode); }
+            foreach (var target in new[] { fifo, Path.Combine(dir, "no", "such", "out.txt") })
+            {
+                var r = Kvmactors.Run("run", "hocon/guests/debug-exit.conf",
+                    "--set", $"guest.devices.com1.options.sink=\"file:{target}\"");
+                Assert.Equal(2, r.ExitCode);
+                Assert.Equal("", r.Stdout); // the guest never ran
+                Assert.Contains("guest.devices.com1.options.sink", r.Stderr);
+            }
         }
         finally { Directory.Delete(dir, recursive: true); }
     }

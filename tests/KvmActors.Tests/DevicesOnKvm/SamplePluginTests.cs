@@ -77,7 +77,7 @@ public sealed class SamplePluginTests(ITestOutputHelper output) : KvmTestKit(out
     [Fact]
     public void The_registry_finds_the_device_by_short_name_in_the_plugin_directory()
     {
-        var registry = new DeviceRegistry([], [PluginDir]);
+        var registry = new DeviceRegistry(BuiltInDevices.Assemblies, [PluginDir]);
         var type = registry.Resolve("sample-counter");
         Assert.NotNull(type);
         Assert.Equal(DeviceClass, type.FullName);
@@ -112,7 +112,7 @@ public sealed class SamplePluginTests(ITestOutputHelper output) : KvmTestKit(out
     [Fact]
     public void The_device_actor_counts_through_the_device_contract()
     {
-        var type = new DeviceRegistry([], [PluginDir]).Resolve("sample-counter")!;
+        var type = new DeviceRegistry(BuiltInDevices.Assemblies, [PluginDir]).Resolve("sample-counter")!;
         var vm = CreateTestProbe();
         var ctx = new DeviceContext
         {
@@ -202,7 +202,7 @@ public sealed class SamplePluginTests(ITestOutputHelper output) : KvmTestKit(out
     [Fact]
     public void A_missing_plugin_folder_is_a_config_error_naming_the_key()
     {
-        var e = Assert.Throws<ConfigException>(() => new DeviceRegistry([], ["/no/such/plugins"]));
+        var e = Assert.Throws<ConfigException>(() => new DeviceRegistry(BuiltInDevices.Assemblies, ["/no/such/plugins"]));
         Assert.Equal("kvmactors.devices.plugin-directories", e.Key);
         Assert.Contains("/no/such/plugins", e.Message);
     }
@@ -221,7 +221,7 @@ public sealed class SamplePluginTests(ITestOutputHelper output) : KvmTestKit(out
 
     private static object ParseSettings(string options)
     {
-        var type = new DeviceRegistry([], [PluginDir]).Resolve("sample-counter")!;
+        var type = new DeviceRegistry(BuiltInDevices.Assemblies, [PluginDir]).Resolve("sample-counter")!;
         var parse = type.Assembly.GetType("KvmActors.SamplePlugin.SampleCounterSettings")!.GetMethod("Parse")!;
         var opts = new DeviceOptions(ConfigurationFactory.ParseString(options), "guest.devices.counter.options", "test.conf", ".");
         try { return parse.Invoke(null, [opts])!; }

@@ -1,0 +1,34 @@
+using Akka.Configuration;
+using KvmActors;
+using KvmActors.Sdk;
+using Xunit;
+
+namespace MyDevice.Tests;
+
+public class MyDeviceRegistersTests
+{
+    private static MyDeviceSettings Parse(string hocon) =>
+        MyDeviceSettings.Parse(new DeviceOptions(ConfigurationFactory.ParseString(hocon), "guest.devices.mine.options", "test.conf", "."));
+
+    [Fact]
+    public void Id_reads_the_option_and_scratch_keeps_what_was_written()
+    {
+        var regs = new MyDeviceRegisters(Parse("id = 0x10"));
+        Assert.Equal(0x10, regs.Read(MyDeviceRegisters.Id));
+        regs.Write(MyDeviceRegisters.Scratch, 0x5a);
+        regs.Write(MyDeviceRegisters.Id, 0x00); // read-only: ignored
+        Assert.Equal(0x5a, regs.Read(MyDeviceRegisters.Scratch));
+        Assert.Equal(0x10, regs.Read(MyDeviceRegisters.Id));
+        Assert.Equal(1, regs.Read(MyDeviceRegisters.Writes));
+        Assert.Equal(0xff, regs.Read(7)); // nothing there: all ones
+    }
+
+    [Fact]
+    public void A_bad_option_is_a_config_error_naming_the_key()
+    {
+        Assert.Equal(MyDeviceSettings.DefaultId, Parse("").Id);
+        var e = Assert.Throws<ConfigException>(() => Parse("id = 300"));
+        Assert.Equal("guest.devices.mine.options.id", e.Key);
+        Assert.Throws<ConfigException>(() => Parse("colour = red"));
+    }
+}
