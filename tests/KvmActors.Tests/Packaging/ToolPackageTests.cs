@@ -90,18 +90,7 @@ public sealed class ToolPackageTests
         // The test host's MSBuild settings would leak into the child's pack (and its nodes outlive it).
         foreach (var key in new[] { "MSBuildExtensionsPath", "MSBuildSDKsPath", "MSBUILD_EXE_PATH" }) psi.Environment.Remove(key);
         psi.Environment["MSBUILDDISABLENODEREUSE"] = "1";
-        var sw = Stopwatch.StartNew();
-        using var p = Process.Start(psi)!;
-        p.StandardInput.Close();
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(Limit))
-        {
-            p.Kill(entireProcessTree: true);
-            throw new TimeoutException($"{file} {string.Join(' ', args)} did not exit within {Limit}");
-        }
-        p.WaitForExit();
-        return new Kvmactors.Result(p.ExitCode, stdout.Result, stderr.Result, sw.Elapsed);
+        return Kvmactors.RunProcess(psi, Limit);
     }
 
     private static bool IsReadyToRun(string dll)
