@@ -34,7 +34,7 @@ public sealed record BenchOptions(
                             rotating which variant goes first (default 7)
           --vcpus LIST      vCPU counts (default 1,2,4)
           --workloads LIST  out, inout (default both)
-          --startup-runs K  child processes per start-up figure, 0 to skip (default 5)
+          --startup-runs K  child processes per start-up figure, 0 to skip (default 15)
           --no-native       skip the C exitbench reference (compiled with gcc at bench time)
           --exitbench PATH  exitbench.c (default: shared/reference/exitbench.c found above this directory)
           --ablation        also run the actor runtime with each part of the exit-path design switched
@@ -90,7 +90,7 @@ public sealed record BenchOptions(
         }
         if (vcpus.Count == 0 || workloads.Count == 0) throw new UsageException("bench: nothing to run");
         return new BenchOptions(n ?? (quick ? 5000 : 20000), rounds ?? (quick ? 3 : 7), vcpus, workloads, json,
-            startup ?? (quick ? 3 : 5), native, source, quick, ablation);
+            startup ?? (quick ? 3 : 15), native, source, quick, ablation);
     }
 }
 
@@ -238,8 +238,10 @@ public static class BenchCommand
         PrintTable(cells, native is { Binary: not null });
         if (o.Ablation) PrintAblation(cells);
 
-        var startup = o.StartupRuns > 0 ? MeasureStartup(o.StartupRuns, native) : [];
-        if (o.StartupRuns > 0) PrintStartup(startup, native);
+        var startupDir = Path.Combine(Path.GetTempPath(), $"kvmactors-startup-{Environment.ProcessId}");
+        var startup = o.StartupRuns > 0 ? StartupBench.MeasureAll(StartupBench.Candidates(native, startupDir), o.StartupRuns) : [];
+        if (o.StartupRuns > 0) StartupBench.Print(startup);
+        if (Directory.Exists(startupDir)) Directory.Delete(startupDir, recursive: true);
 
         if (o.JsonPath is not null) WriteJson(o, cells, startup, native);
         return ExitCodes.Ok;
@@ -298,43 +300,7 @@ public static class BenchCommand
 
     private static string Rate(List<double> values) => $"{Stats.Median(values),10:N0} ±{Stats.Spread(values) * 100,4:F1}%";
 
-    private static List<StartupBench.Summary> MeasureStartup(int runs, NativeReference? native)
-    {
-        var (file, args) = StartupBench.Self("run");
-        var self = new List<StartupBench.Sample>();
-        var c = new List<StartupBench.Sample>();
-        var probe = native?.ProbeBinary;
-        string[] probeArgs = ["1", "1", "out"];
-        // One unmeasured run of each first (page cache), then alternate.
-        StartupBench.Measure(file, args);
-        if (probe is not null) StartupBench.Measure(probe, probeArgs);
-        for (var i = 0; i < runs; i++)
-        {
-            Console.Error.Write($"\rstart-up {i + 1}/{runs}...");
-            if (StartupBench.Measure(file, args) is { } s) self.Add(s);
-            if (probe is not null && StartupBench.Measure(probe, probeArgs) is { } n) c.Add(n);
-        }
-        Console.Error.Write("\r                    \r");
-        var result = new List<StartupBench.Summary>();
-        if (StartupBench.Summarize("kvmactors run (seed guest)", string.Join(" ", [file, .. args]), self) is { } a) result.Add(a);
-        if (probe is not null && StartupBench.Summarize("exitbench.c (1 vCPU, 1 OUT)", string.Join(" ", [probe, .. probeArgs]), c) is { } b) result.Add(b);
-        return result;
-    }
-
-    private static void PrintStartup(List<StartupBench.Summary> startup, NativeReference? native)
-    {
-        Console.WriteLine();
-        Console.WriteLine("start-up (child processes; from just before the parent starts the process):");
-        Console.WriteLine($"  {"",-28} {"to first exit",16} {"whole run",16}");
-        foreach (var s in startup)
-            Console.WriteLine($"  {s.What,-28} {s.FirstExitMedianMs,10:F1} ms    {s.WholeRunMedianMs,10:F1} ms   (median of {s.Runs}; min {s.FirstExitMinMs:F1} / {s.WholeRunMinMs:F1} ms)");
-        if (native is null) Console.WriteLine("  exitbench.c: skipped (--no-native)");
-        else if (native.ProbeBinary is null) Console.WriteLine($"  exitbench.c: skipped ({native.Skipped ?? "probe could not be built"})");
-        Console.WriteLine("  first exit = first byte on the child's stdout: the seed's first OUT as printed by the UART actor;");
-        Console.WriteLine("  for exitbench, a byte written right after vCPU 0's first KVM_RUN returns (a one-line probe added to a temp copy)");
-    }
-
-    private static void WriteJson(BenchOptions o, List<Cell> cells, List<StartupBench.Summary> startup, NativeReference? native)
+    private static void WriteJson(BenchOptions o, List<Cell> cells, List<(StartupBench.Candidate Candidate, StartupBench.Summary? Summary)> startup, NativeReference? native)
     {
         var doc = new Dictionary<string, object?>
         {
@@ -365,10 +331,12 @@ public static class BenchCommand
                     })
                     : null,
             }).ToList(),
-            ["startup"] = startup.Select(s => new Dictionary<string, object?>
+            ["startup"] = startup.Select(r => new Dictionary<string, object?>
             {
-                ["what"] = s.What, ["command"] = s.Command, ["runs"] = s.Runs,
-                ["first_exit_ms"] = Math.Round(s.FirstExitMedianMs, 2), ["whole_run_ms"] = Math.Round(s.WholeRunMedianMs, 2),
+                ["what"] = r.Candidate.What, ["command"] = r.Candidate.Command, ["runs"] = r.Summary?.Runs ?? 0,
+                ["first_exit_ms"] = r.Summary is { } s ? Math.Round(s.FirstExitMedianMs, 2) : null,
+                ["whole_run_ms"] = r.Summary is { } w ? Math.Round(w.WholeRunMedianMs, 2) : null,
+                ["skipped"] = r.Candidate.Skipped,
             }).ToList(),
             ["native_skipped"] = native is null ? "--no-native" : native.Skipped,
             ["iterations"] = o.Iterations,

@@ -70,7 +70,7 @@ public sealed class NativeReference : IDisposable
         return null;
     }
 
-    private static string? FindOnPath(string name) =>
+    internal static string? FindOnPath(string name) =>
         (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries)
         .Select(p => Path.Combine(p, name)).FirstOrDefault(File.Exists);
 

@@ -15,16 +15,102 @@ public static class StartupBench
     public sealed record Summary(string What, string Command, int Runs, double FirstExitMedianMs, double WholeRunMedianMs,
         double FirstExitMinMs, double WholeRunMinMs);
 
-    /// <summary>This program, started the way this process was (apphost, or dotnet + dll).</summary>
-    public static (string File, string[] Args) Self(params string[] args)
+    /// <summary>One program to start: <see cref="Skipped"/> says why not when it cannot be run here.</summary>
+    public sealed record Candidate(string What, string? File, string[] Args, int ExitCode = 0, string? Skipped = null)
     {
-        var process = Environment.ProcessPath ?? "dotnet";
-        if (Path.GetFileNameWithoutExtension(process) == "dotnet")
-            return (process, [typeof(StartupBench).Assembly.Location, .. args]);
-        return (process, args);
+        public string Command => string.Join(" ", [File, .. Args]);
     }
 
-    public static Sample? Measure(string file, IReadOnlyList<string> args)
+    /// <summary>
+    /// What the start-up figure compares, in one run: the installed tool (<c>kvmactors</c> on PATH or in
+    /// ~/.dotnet/tools, ReadyToRun), this build through the dotnet host (<c>dotnet kvmactors.dll</c>),
+    /// exitbench.c (the floor: a C VMM to its first exit), and QEMU where installed.
+    /// </summary>
+    public static List<Candidate> Candidates(NativeReference? native, string tempDir)
+    {
+        var tool = NativeReference.FindOnPath("kvmactors")
+                   ?? Existing(Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".dotnet", "tools", "kvmactors"));
+        var dll = typeof(StartupBench).Assembly.Location;
+        var probe = native?.ProbeBinary;
+        var qemu = NativeReference.FindOnPath("qemu-system-x86_64");
+        return
+        [
+            tool is null
+                ? new("installed tool (kvmactors run)", null, [], Skipped: "not installed (dotnet pack src/Host -c Release -o artifacts; dotnet tool install -g kvmactors --add-source ./artifacts)")
+                : new("installed tool (kvmactors run)", tool, ["run"]),
+            new("dotnet kvmactors.dll run", DotnetHost(), [dll, "run"]),
+            probe is null
+                ? new("exitbench.c (1 vCPU, 1 OUT)", null, [], Skipped: native is null ? "--no-native" : native.Skipped ?? "probe could not be built")
+                : new("exitbench.c (1 vCPU, 1 OUT)", probe, ["1", "1", "out"]),
+            qemu is null
+                ? new("qemu-system-x86_64 (seed as BIOS)", null, [], Skipped: "not installed")
+                : new("qemu-system-x86_64 (seed as BIOS)", qemu, QemuArgs(tempDir), ExitCode: 1),
+        ];
+    }
+
+    /// <summary>
+    /// Runs every candidate <paramref name="runs"/> times, interleaved (the first one of each round rotates,
+    /// after one unmeasured run of each for the page cache), so machine load falls on all of them alike.
+    /// </summary>
+    public static List<(Candidate Candidate, Summary? Summary)> MeasureAll(IReadOnlyList<Candidate> candidates, int runs)
+    {
+        var live = candidates.Where(c => c.Skipped is null).ToList();
+        var samples = live.ToDictionary(c => c, _ => new List<Sample>());
+        foreach (var c in live) Measure(c.File!, c.Args, c.ExitCode);
+        for (var i = 0; i < runs; i++)
+        {
+            Console.Error.Write($"\rstart-up {i + 1}/{runs}...");
+            for (var k = 0; k < live.Count; k++)
+            {
+                var c = live[(i + k) % live.Count];
+                if (Measure(c.File!, c.Args, c.ExitCode) is { } s) samples[c].Add(s);
+            }
+        }
+        Console.Error.Write("\r                    \r");
+        return candidates.Select(c => (c, c.Skipped is null ? Summarize(c.What, c.Command, samples[c]) : null)).ToList();
+    }
+
+    public static void Print(List<(Candidate Candidate, Summary? Summary)> results)
+    {
+        Console.WriteLine();
+        Console.WriteLine("start-up (child processes, interleaved; from just before the parent starts the process):");
+        Console.WriteLine($"  {"",-34} {"to first exit",16} {"whole run",16}");
+        foreach (var (c, s) in results)
+        {
+            if (s is not null)
+                Console.WriteLine($"  {s.What,-34} {s.FirstExitMedianMs,10:F1} ms    {s.WholeRunMedianMs,10:F1} ms   (median of {s.Runs}; min {s.FirstExitMinMs:F1} / {s.WholeRunMinMs:F1} ms)");
+            else
+                Console.WriteLine($"  {c.What,-34} {(c.Skipped is null ? "failed: no run exited as expected" : $"skipped: {c.Skipped}")}");
+        }
+        Console.WriteLine("  first exit = first byte on the child's stdout: the seed's first OUT as printed by the UART actor;");
+        Console.WriteLine("  for exitbench, a byte written right after vCPU 0's first KVM_RUN returns (a one-line probe added to a temp copy);");
+        Console.WriteLine("  for QEMU, the seed's OUT to its serial port (the guest then ends through isa-debug-exit)");
+    }
+
+    /// <summary>
+    /// QEMU running the seed's equivalent as a 64 KiB BIOS: at the reset vector, print "4\n" on COM1, then
+    /// end through isa-debug-exit (QEMU exits 1). No firmware or kernel to find.
+    /// </summary>
+    private static string[] QemuArgs(string tempDir)
+    {
+        Directory.CreateDirectory(tempDir);
+        var bios = Path.Combine(tempDir, "seed-bios.bin");
+        var image = new byte[64 * 1024];
+        // mov dx,0x3f8; mov al,'4'; out dx,al; mov al,10; out dx,al; mov dx,0xf4; mov al,0; out dx,al; hlt
+        byte[] code = [0xba, 0xf8, 0x03, 0xb0, 0x34, 0xee, 0xb0, 0x0a, 0xee, 0xba, 0xf4, 0x00, 0xb0, 0x00, 0xee, 0xf4];
+        code.CopyTo(image, image.Length - 16);
+        File.WriteAllBytes(bios, image);
+        return ["-M", "pc", "-accel", "kvm", "-nodefaults", "-display", "none", "-serial", "stdio",
+            "-device", "isa-debug-exit,iobase=0xf4,iosize=1", "-bios", bios];
+    }
+
+    private static string? Existing(string path) => File.Exists(path) ? path : null;
+
+    private static string DotnetHost() =>
+        Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host && File.Exists(host) ? host
+        : Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet" ? Environment.ProcessPath! : "dotnet";
+
+    public static Sample? Measure(string file, IReadOnlyList<string> args, int expectedExit = 0)
     {
         var psi = new ProcessStartInfo(file)
         {
@@ -50,7 +136,7 @@ public static class StartupBench
         var end = Stopwatch.GetTimestamp();
         reader.Join();
         _ = stderr.Result;
-        if (p.ExitCode != 0 || firstByte == 0) return null;
+        if (p.ExitCode != expectedExit || firstByte == 0) return null;
         return new Sample(Stopwatch.GetElapsedTime(t0, firstByte).TotalMilliseconds, Stopwatch.GetElapsedTime(t0, end).TotalMilliseconds);
     }
 

@@ -25,9 +25,11 @@ public static class Kvmactors
             WorkingDirectory = RepoRoot.Path,
         };
 
-    private static Result RunCore(TimeSpan limit, string? stdin, string[] args)
+    private static Result RunCore(TimeSpan limit, string? stdin, string[] args) => RunProcess(StartInfo(args), limit, stdin);
+
+    /// <summary>Runs <paramref name="psi"/> (all three streams redirected) to its end, killing it after <paramref name="limit"/>.</summary>
+    public static Result RunProcess(ProcessStartInfo psi, TimeSpan limit, string? stdin = null)
     {
-        var psi = StartInfo(args);
         var sw = Stopwatch.StartNew();
         using var p = Process.Start(psi)!;
         if (stdin is not null)
@@ -45,7 +47,7 @@ public static class Kvmactors
         if (!p.WaitForExit(limit))
         {
             p.Kill(entireProcessTree: true);
-            throw new TimeoutException($"kvmactors {string.Join(' ', args)} did not exit within {limit}");
+            throw new TimeoutException($"{Path.GetFileName(psi.FileName)} {string.Join(' ', psi.ArgumentList)} did not exit within {limit}");
         }
         p.WaitForExit();
         return new Result(p.ExitCode, stdout.Result, stderr.Result, sw.Elapsed);
