@@ -35,6 +35,9 @@ public sealed partial class HostIo : IExtension
 
     public static HostIo For(ActorSystem system) => system.WithExtension<HostIo, HostIoProvider>();
 
+    /// <summary>Sinks and inputs a host program attached by name (<c>"attached:NAME"</c>).</summary>
+    public AttachedIo Attached { get; } = new();
+
     /// <summary>The in-memory sink of this name (created if new).</summary>
     public MemoryOutput Memory(string name) => _memory.GetOrAdd(name, _ => new MemoryOutput());
 
@@ -45,6 +48,7 @@ public sealed partial class HostIo : IExtension
         if (spec == "stderr") return new StreamOutput(Console.OpenStandardError(), StdoutGate, ownsStream: false);
         if (spec is "null" or "none") return NullOutput.Instance;
         if (spec.StartsWith("memory:")) return Memory(spec["memory:".Length..]);
+        if (spec.StartsWith(AttachedIo.Prefix)) return Attached.Output(spec[AttachedIo.Prefix.Length..]);
         if (spec.StartsWith("file:"))
         {
             var path = Path.Combine(baseDirectory, spec["file:".Length..]);
