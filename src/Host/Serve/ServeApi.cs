@@ -109,7 +109,9 @@ public static class ServeApi
             c.Response.ContentType = "application/octet-stream";
             c.Response.Headers[ConsoleFirstOffsetHeader] = ring.FirstKept.ToString();
             c.Response.Headers[ConsoleStartHeader] = Math.Max(offset, ring.FirstKept).ToString();
+            c.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpResponseBodyFeature>()?.DisableBuffering();
             await c.Response.StartAsync(c.RequestAborted);
+            await c.Response.Body.FlushAsync(c.RequestAborted); // the headers go out now, not with the first byte
             var next = offset;
             try
             {
