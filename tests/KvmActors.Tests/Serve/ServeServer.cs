@@ -37,7 +37,10 @@ public sealed class ServeServer : IDisposable
         Http = ApiClient.ForSocket(Socket, TimeSpan.FromSeconds(30));
     }
 
-    /// <summary>Starts a server (its guest dir is DIR/guests) and waits, bounded, until /healthz answers.</summary>
+    /// <summary>
+    /// Starts a server (its guest dir is DIR/guests; "{dir}" in <paramref name="extra"/> becomes DIR) and waits,
+    /// bounded, until /healthz answers.
+    /// </summary>
     public static ServeServer Start(params string[] extra) => Start(null, extra);
 
     public static ServeServer Start(Action<string>? prepare, params string[] extra)
@@ -45,7 +48,8 @@ public sealed class ServeServer : IDisposable
         var dir = Directory.CreateTempSubdirectory("kvmactors-serve-").FullName;
         Directory.CreateDirectory(Path.Combine(dir, "guests"));
         prepare?.Invoke(dir);
-        var psi = Kvmactors.StartInfo(["serve", "--socket", Path.Combine(dir, "s.sock"), "--guest-dir", Path.Combine(dir, "guests"), .. extra]);
+        var psi = Kvmactors.StartInfo(["serve", "--socket", Path.Combine(dir, "s.sock"), "--guest-dir", Path.Combine(dir, "guests"),
+            .. extra.Select(a => a.Replace("{dir}", dir))]);
         var p = Process.Start(psi)!;
         p.StandardInput.Close();
         var stdout = new StringBuilder();
