@@ -36,15 +36,7 @@ public sealed class ServeProcessTests
     }
 
     [KvmFact]
-    public void The_socket_is_created_mode_0600()
-    {
-        using var s = ServeServer.Start();
-        var mode = File.GetUnixFileMode(s.Socket);
-        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, mode);
-    }
-
-    [KvmFact]
-    public async Task Tcp_listens_on_loopback_and_refuses_other_addresses_without_allow_remote()
+    public async Task Socket_is_0600_and_tcp_listens_on_loopback_but_refuses_other_addresses_without_allow_remote()
     {
         var refused = Kvmactors.Run(TimeSpan.FromSeconds(30), "serve", "--socket", Path.Combine(Path.GetTempPath(), $"kvmactors-refused-{Guid.NewGuid():N}.sock"),
             "--listen", "tcp:0.0.0.0:18099");
@@ -59,6 +51,8 @@ public sealed class ServeProcessTests
         using var tcp = ApiClient.ForHost($"http://127.0.0.1:{port}", TimeSpan.FromSeconds(10));
         using var r = await tcp.GetAsync("healthz");
         Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+        // The Unix socket is there too, created mode 0600.
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(s.Socket));
     }
 
     [KvmFact]
