@@ -10,7 +10,8 @@ namespace KvmActors.Host.Serve;
 public sealed class ConsoleRing : IGuestOutput
 {
     private readonly object _gate = new();
-    private readonly byte[] _ring;
+    private readonly int _capacity;
+    private byte[] _ring; // grows by doubling up to the capacity, so a quiet VM costs little
     private readonly Action<int>? _onWrite;
     private long _total;
     private bool _closed;
@@ -18,11 +19,12 @@ public sealed class ConsoleRing : IGuestOutput
 
     public ConsoleRing(int capacity, Action<int>? onWrite = null)
     {
-        _ring = new byte[Math.Max(1, capacity)];
+        _capacity = Math.Max(1, capacity);
+        _ring = new byte[Math.Min(_capacity, 4096)];
         _onWrite = onWrite;
     }
 
-    public int Capacity => _ring.Length;
+    public int Capacity => _capacity;
 
     /// <summary>Every byte written so far (the offset the next byte will have).</summary>
     public long Total { get { lock (_gate) return _total; } }
@@ -41,6 +43,13 @@ public sealed class ConsoleRing : IGuestOutput
         lock (_gate)
         {
             FirstWriteTimestamp ??= System.Diagnostics.Stopwatch.GetTimestamp();
+            if (_ring.Length < _capacity && _total + bytes.Length > _ring.Length)
+            {
+                // Not full yet, so nothing has wrapped: the bytes are [0, _total) and keep their places.
+                var grown = new byte[(int)Math.Min(_capacity, Math.Max(2L * _ring.Length, _total + bytes.Length))];
+                _ring.AsSpan(0, (int)_total).CopyTo(grown);
+                _ring = grown;
+            }
             var keep = bytes.Length > _ring.Length ? bytes[^_ring.Length..] : bytes;
             var start = (int)((_total + (bytes.Length - keep.Length)) % _ring.Length);
             var first = Math.Min(keep.Length, _ring.Length - start);

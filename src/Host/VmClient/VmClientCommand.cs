@@ -45,10 +45,10 @@ public static class VmClientCommand
             foreach (var e in parsed.Errors) Console.Error.WriteLine($"kvmactors vm: {e.Message}");
             return ExitCodes.Usage;
         }
-        if (parsed.Action is System.CommandLine.Help.HelpAction || parsed.CommandResult.Command == root)
+        if (parsed.Action is System.CommandLine.Help.HelpAction)
         {
-            await root.Parse([.. args.Where(a => a is not ("-h" or "--help")), "--help"]).InvokeAsync();
-            return parsed.CommandResult.Command == root && parsed.Action is not System.CommandLine.Help.HelpAction ? ExitCodes.Usage : ExitCodes.Ok;
+            await parsed.InvokeAsync();
+            return ExitCodes.Ok;
         }
 
         var asJson = parsed.GetValue(json);

@@ -36,6 +36,7 @@ public sealed class ServeProcessTests
     }
 
     [KvmFact]
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
     public async Task Socket_is_0600_and_tcp_listens_on_loopback_but_refuses_other_addresses_without_allow_remote()
     {
         var refused = Kvmactors.Run(TimeSpan.FromSeconds(30), "serve", "--socket", Path.Combine(Path.GetTempPath(), $"kvmactors-refused-{Guid.NewGuid():N}.sock"),
@@ -63,6 +64,7 @@ public sealed class ServeProcessTests
               max-vms = 3
               max-vcpus-total = 4
               max-memory-total = 1M
+              console-ring = 16
             }
             """), "--config", "{dir}/host.conf");
         var spins = new List<string>();
@@ -88,6 +90,14 @@ public sealed class ServeProcessTests
         Assert.Equal(2, metrics["kvmactors_vms_refused_total{status=\"429\"}"]);
         Assert.Equal(1, metrics["kvmactors_vms_refused_total{status=\"507\"}"]);
         Assert.Equal(3, metrics["kvmactors_vms{state=\"running\"}"] + metrics["kvmactors_vms{state=\"creating\"}"]);
+
+        // console-ring = 16: of 40 bytes printed, the last 16 are kept, from offset 24.
+        using (var stop = await s.Http.PostAsync($"vms/{spins[1]}/stop", null)) Assert.Equal(HttpStatusCode.OK, stop.StatusCode);
+        var printer = (string)(await s.CreateAsync(ServeGuests.Printing("0123456789012345678901234567890123456789")))["id"]!;
+        await s.WaitStateAsync(printer, "ended");
+        using var console = await s.Http.GetAsync($"vms/{printer}/console");
+        Assert.Equal("4567890123456789", await console.Content.ReadAsStringAsync());
+        Assert.Equal("24", console.Headers.GetValues("X-Console-First-Offset").Single());
     }
 
     private static async Task<JsonObject> Refused(HttpResponseMessage r, int status)
