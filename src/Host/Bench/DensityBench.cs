@@ -79,11 +79,11 @@ public static class DensityBench
             var settings = HostSettings.Default with { MaxVms = int.MaxValue, MaxVcpusTotal = int.MaxValue, MaxMemoryTotal = ulong.MaxValue, MaxEndedKept = 0 };
             var host = new VmHost(system, settings, Environment.CurrentDirectory, null);
             await Round(host, 10); // warm-up: JIT, dispatcher, the device registry
-            Console.WriteLine($"{"VMs",5} {"RSS/VM MiB",11} {"threads/VM",11} {"fds/VM",7} {"create p50 ms",14} {"create p99 ms",14} {"stop-all ms",12}");
+            Console.WriteLine($"{"VMs",5} {"RSS/VM MiB",11} {"threads/VM",11} {"fds/VM",7} {"create p50 ms",14} {"create p99 ms",14} {"stop-all ms",12} {"config p50 ms",14}");
             foreach (var n in counts)
             {
                 var r = await Round(host, n);
-                Console.WriteLine($"{n,5} {r.RssPerVmMib,11:0.000} {r.ThreadsPerVm,11:0.00} {r.FdsPerVm,7:0.00} {r.CreateP50,14:0.00} {r.CreateP99,14:0.00} {r.StopAllMs,12:0.0}");
+                Console.WriteLine($"{n,5} {r.RssPerVmMib,11:0.000} {r.ThreadsPerVm,11:0.00} {r.FdsPerVm,7:0.00} {r.CreateP50,14:0.00} {r.CreateP99,14:0.00} {r.StopAllMs,12:0.0} {r.ConfigP50,14:0.00}");
                 var o = r.ToJson(n);
                 if (qemu is not null) o["qemu"] = await Qemu(qemu, n);
                 results.Add(o);
@@ -103,7 +103,7 @@ public static class DensityBench
         return ExitCodes.Ok;
     }
 
-    private sealed record Figures(double RssPerVmMib, double RssTotalPerVmMib, double ThreadsPerVm, double FdsPerVm, double CreateP50, double CreateP99, double StopAllMs)
+    private sealed record Figures(double RssPerVmMib, double RssTotalPerVmMib, double ThreadsPerVm, double FdsPerVm, double CreateP50, double CreateP99, double StopAllMs, double ConfigP50)
     {
         public JsonObject ToJson(int n) => new()
         {
@@ -115,6 +115,7 @@ public static class DensityBench
             ["create_ms_p50"] = Math.Round(CreateP50, 3),
             ["create_ms_p99"] = Math.Round(CreateP99, 3),
             ["stop_all_ms"] = Math.Round(StopAllMs, 1),
+            ["config_ms_p50"] = Math.Round(ConfigP50, 3),
         };
     }
 
@@ -141,6 +142,15 @@ public static class DensityBench
             latencies.Add(Stopwatch.GetElapsedTime(vm.CreatedTimestamp, vm.Console.FirstWriteTimestamp!.Value).TotalMilliseconds);
         }
         var (rss1, threads1, fds1) = ProcessFigures.Read();
+        // The config part of a create (HOCON parse, checks, binding), timed alone.
+        var binds = new List<double>();
+        for (int i = 0; i < Math.Min(n, 50); i++)
+        {
+            var t = Stopwatch.StartNew();
+            GuestPreparation.Prepare(new GuestRequest(Guest, $"density-{i}", []), Environment.CurrentDirectory, "bind-only");
+            binds.Add(t.Elapsed.TotalMilliseconds);
+        }
+        binds.Sort();
         var stop = Stopwatch.StartNew();
         await Task.WhenAll(vms.Select(v => host.StopAsync(v, "density bench", TimeSpan.FromSeconds(60))));
         var stopMs = stop.Elapsed.TotalMilliseconds;
@@ -148,7 +158,7 @@ public static class DensityBench
         latencies.Sort();
         var perVm = (rss1 - rss0) / (double)n / (1 << 20);
         return new Figures(perVm - GuestRam / (double)(1 << 20), perVm, (threads1 - threads0) / (double)n, (fds1 - fds0) / (double)n,
-            Percentile(latencies, 0.5), Percentile(latencies, 0.99), stopMs);
+            Percentile(latencies, 0.5), Percentile(latencies, 0.99), stopMs, Percentile(binds, 0.5));
     }
 
     private static double Percentile(List<double> sorted, double p) =>
