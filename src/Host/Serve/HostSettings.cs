@@ -7,6 +7,9 @@ namespace KvmActors.Host.Serve;
 public sealed record HostSettings(
     int MaxVms, int MaxVcpusTotal, ulong MaxMemoryTotal, int ConsoleRing, int MaxEndedKept, TimeSpan RequestTimeout)
 {
+    /// <summary>The host file's other runtime settings (its <c>kvmactors { }</c> block: plug-in folders, vm.stop-timeout …), for the actor system.</summary>
+    public Akka.Configuration.Config RuntimeConfig { get; init; } = Akka.Configuration.Config.Empty;
+
     public static HostSettings Default => From(Akka.Configuration.Config.Empty, "<defaults>");
 
     /// <summary>
@@ -54,7 +57,10 @@ public sealed record HostSettings(
         Akka.Configuration.Config parsed;
         try { parsed = ConfigurationFactory.ParseString(File.ReadAllText(path)); }
         catch (Exception e) { throw new ConfigException(path, "(syntax)", e.Message.Split('\n')[0]); }
-        return From(parsed, path);
+        return From(parsed, path) with
+        {
+            RuntimeConfig = parsed.HasPath("kvmactors") ? parsed.GetConfig("kvmactors").Root.AtKey("kvmactors") : Akka.Configuration.Config.Empty,
+        };
     }
 
     private static readonly string[] Known = ["max-vms", "max-vcpus-total", "max-memory-total", "console-ring", "max-ended-kept", "request-timeout"];

@@ -131,7 +131,7 @@ public static class ServeCommand
                 """);
             builder.Services.AddAkka("kvmactors", (akka, _) =>
             {
-                akka.AddHocon(KvmActorsConfig.WithDefaults(akkaConfig), HoconAddMode.Prepend);
+                akka.AddHocon(KvmActorsConfig.WithDefaults(settings.RuntimeConfig.IsEmpty ? akkaConfig : akkaConfig.WithFallback(settings.RuntimeConfig)), HoconAddMode.Prepend);
                 akka.ConfigureLoggers(l =>
                 {
                     l.LogLevel = ServeLogging.AkkaLogLevel(options.LogLevel);
