@@ -31,7 +31,10 @@ namespace KvmActors.Host
                 return args[0] switch
                 {
                     "run" => await Run(CommandLine.ParseRun(args.Skip(1).ToList())),
+                    "bench" when args.Length > 1 && args[1] == "density" => await Bench.DensityBench.RunAsync(args[2..]),
                     "bench" => await Bench.BenchCommand.RunAsync(Bench.BenchOptions.Parse(args.Skip(1).ToList())),
+                    "serve" => await Serve.ServeCommand.RunAsync(args[1..]),
+                    "vm" => await VmClient.VmClientCommand.RunAsync(args[1..]),
                     _ => throw new UsageException($"unknown command '{args[0]}'"),
                 };
             }

@@ -236,6 +236,8 @@ public sealed partial class HostIo
         if (spec is "none" or "null") return null;
         if (spec == "stdin") return StdinInput.Shared;
         if (spec.StartsWith("memory:")) return MemoryInput(spec["memory:".Length..]);
+        if (spec.StartsWith(AttachedIo.Prefix)) return Attached.Input(spec[AttachedIo.Prefix.Length..]);
+        if (spec.StartsWith(AttachedIo.Prefix)) return Attached.Input(spec[AttachedIo.Prefix.Length..]);
         throw new ArgumentException($"unknown input '{spec}' (use none, stdin or memory:NAME)");
     }
 }

@@ -87,6 +87,9 @@ public sealed partial class HostIo : IExtension
     /// <summary>The in-memory sink of this name (created if new).</summary>
     public MemoryOutput Memory(string name) => _memory.GetOrAdd(name, _ => new MemoryOutput());
 
+    /// <summary>Sinks and inputs a host program attached by name (<c>"attached:NAME"</c>).</summary>
+    public AttachedIo Attached { get; } = new();
+
     /// <summary>
     /// Opens the sink a device option names. Relative file paths resolve against <paramref name="baseDirectory"/>.
     /// A file target must be a regular file (created if missing) or a character device such as /dev/null;
@@ -99,6 +102,7 @@ public sealed partial class HostIo : IExtension
         if (spec == "stderr") return Track(Std(ref _stderr, "stderr", 2));
         if (spec is "null" or "none") return NullOutput.Instance;
         if (spec.StartsWith("memory:")) return Memory(spec["memory:".Length..]);
+        if (spec.StartsWith(AttachedIo.Prefix)) return Attached.Output(spec[AttachedIo.Prefix.Length..]);
         if (spec.StartsWith("file:"))
         {
             var path = Path.Combine(baseDirectory, spec["file:".Length..]);

@@ -1,0 +1,231 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Akka.Actor;
+using Akka.Configuration;
+using KvmActors.Host.Serve;
+using KvmActors.Runtime.Config;
+
+namespace KvmActors.Host.Bench;
+
+/// <summary>
+/// <c>kvmactors bench density --vms 1,10,100,200 [--json FILE]</c>: how many VMs one host process holds.
+/// Runs the serve host's VM core (<see cref="VmHost"/>, the same code the HTTP API calls) in this process, warm,
+/// with N seed-like guests that print one byte and then HLT with <c>irqchip = true</c> (so each vCPU sleeps in
+/// the kernel), and reports per N: host RSS per VM beyond guest RAM, threads and fds per VM, create → first
+/// guest exit latency (the guest's first OUT reaching its console ring: median, p99), and the time to stop all.
+/// Where <c>qemu-system-x86_64</c> is installed the same tiny guest runs as N QEMU processes for comparison.
+/// </summary>
+public static class DensityBench
+{
+    // mov dx, 0x3f8 ; mov al, '.' ; out dx, al ; hlt ; jmp $-1   (with irqchip the HLT sleeps in KVM)
+    private const string GuestCode = "ba f8 03 b0 2e ee f4 eb fd";
+    private const ulong GuestRam = 64 * 1024;
+
+    private static string Guest => $$"""
+        guest {
+          name = density
+          irqchip = true
+          memory = [
+            { name = ram, address = 0x0, size = 64K }
+          ]
+          image {
+            inline = "{{GuestCode}}"
+            load-address = 0x1000
+          }
+          cpu.registers.rip = 0x1000
+        }
+        """;
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        var vmsOption = new Option<string>("--vms") { Description = "VM counts, comma-separated", DefaultValueFactory = _ => "1,10,100,200" };
+        var json = new Option<string?>("--json") { Description = "also write the figures as JSON to FILE" };
+        var noQemu = new Option<bool>("--no-qemu") { Description = "skip the QEMU comparison even where qemu-system-x86_64 is installed" };
+        var command = new Command("density", "VMs per host process: memory, threads, fds per VM, create latency, stop-all time")
+            { vmsOption, json, noQemu, new System.CommandLine.Help.HelpOption() };
+        var parsed = command.Parse(args);
+        if (parsed.Errors.Count > 0)
+        {
+            foreach (var e in parsed.Errors) Console.Error.WriteLine($"kvmactors bench density: {e.Message}");
+            return ExitCodes.Usage;
+        }
+        if (parsed.Action is System.CommandLine.Help.HelpAction) { await parsed.InvokeAsync(); return ExitCodes.Ok; }
+        var counts = new List<int>();
+        foreach (var part in parsed.GetValue(vmsOption)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (!int.TryParse(part, out var n) || n < 1)
+            {
+                Console.Error.WriteLine($"kvmactors bench density: --vms: '{part}' is not a positive count");
+                return ExitCodes.Usage;
+            }
+            counts.Add(n);
+        }
+        var qemu = parsed.GetValue(noQemu) ? null : FindOnPath("qemu-system-x86_64");
+
+        var system = ActorSystem.Create("kvmactors-density", KvmActorsConfig.WithDefaults(ConfigurationFactory.ParseString("""
+            akka {
+              loglevel = WARNING
+              stdout-loglevel = OFF
+              log-dead-letters = off
+              log-dead-letters-during-shutdown = off
+            }
+            """)));
+        var results = new JsonArray();
+        try
+        {
+            var settings = HostSettings.Default with { MaxVms = int.MaxValue, MaxVcpusTotal = int.MaxValue, MaxMemoryTotal = ulong.MaxValue, MaxEndedKept = 0 };
+            var host = new VmHost(system, settings, Environment.CurrentDirectory, null);
+            await Round(host, 10); // warm-up: JIT, dispatcher, the device registry
+            Console.WriteLine($"{"VMs",5} {"RSS/VM MiB",11} {"threads/VM",11} {"fds/VM",7} {"create p50 ms",14} {"create p99 ms",14} {"stop-all ms",12} {"config p50 ms",14}");
+            foreach (var n in counts)
+            {
+                var r = await Round(host, n);
+                Console.WriteLine($"{n,5} {r.RssPerVmMib,11:0.000} {r.ThreadsPerVm,11:0.00} {r.FdsPerVm,7:0.00} {r.CreateP50,14:0.00} {r.CreateP99,14:0.00} {r.StopAllMs,12:0.0} {r.ConfigP50,14:0.00}");
+                var o = r.ToJson(n);
+                if (qemu is not null) o["qemu"] = await Qemu(qemu, n);
+                results.Add(o);
+            }
+        }
+        finally
+        {
+            await system.Terminate();
+        }
+        if (qemu is null) Console.WriteLine("qemu: skipped (qemu-system-x86_64 is not installed)");
+        else
+            foreach (var r in results)
+                Console.WriteLine($"qemu {r!["vms"],5}: {r["qemu"]!.ToJsonString()}");
+        Console.WriteLine($"rss_per_vm_mib is the host's RSS growth per VM minus the guest's RAM ({GuestRam / 1024} KiB); the vCPU thread's stack is in it.");
+        if (parsed.GetValue(json) is { } path)
+            await File.WriteAllTextAsync(path, new JsonObject { ["density"] = results }.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        return ExitCodes.Ok;
+    }
+
+    private sealed record Figures(double RssPerVmMib, double RssTotalPerVmMib, double ThreadsPerVm, double FdsPerVm, double CreateP50, double CreateP99, double StopAllMs, double ConfigP50)
+    {
+        public JsonObject ToJson(int n) => new()
+        {
+            ["vms"] = n,
+            ["rss_per_vm_mib"] = Math.Round(RssPerVmMib, 3),
+            ["rss_total_per_vm_mib"] = Math.Round(RssTotalPerVmMib, 3),
+            ["threads_per_vm"] = Math.Round(ThreadsPerVm, 2),
+            ["fds_per_vm"] = Math.Round(FdsPerVm, 2),
+            ["create_ms_p50"] = Math.Round(CreateP50, 3),
+            ["create_ms_p99"] = Math.Round(CreateP99, 3),
+            ["stop_all_ms"] = Math.Round(StopAllMs, 1),
+            ["config_ms_p50"] = Math.Round(ConfigP50, 3),
+        };
+    }
+
+    private static async Task<Figures> Round(VmHost host, int n)
+    {
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        var (rss0, threads0, fds0) = ProcessFigures.Read();
+        var vms = new List<HostedVm>(n);
+        var latencies = new List<double>(n);
+        for (int i = 0; i < n; i++)
+        {
+            var vm = host.Create(new GuestRequest(Guest, $"density-{i}", []));
+            vms.Add(vm);
+            // Bounded wait for the guest's first exit (its OUT in the console ring).
+            var sw = Stopwatch.StartNew();
+            while (vm.Console.FirstWriteTimestamp is null)
+            {
+                if (vm.State == VmStates.Ended) throw new InvalidOperationException($"density VM {vm.Id} ended: {vm.Ended}");
+                if (sw.Elapsed > TimeSpan.FromSeconds(30)) throw new TimeoutException($"density VM {vm.Id}: no first exit in 30 s");
+                await Task.Yield();
+                if (sw.ElapsedMilliseconds > 5) await Task.Delay(1);
+            }
+            latencies.Add(Stopwatch.GetElapsedTime(vm.CreatedTimestamp, vm.Console.FirstWriteTimestamp!.Value).TotalMilliseconds);
+        }
+        var (rss1, threads1, fds1) = ProcessFigures.Read();
+        // The config part of a create (HOCON parse, checks, binding), timed alone.
+        var binds = new List<double>();
+        for (int i = 0; i < Math.Min(n, 50); i++)
+        {
+            var t = Stopwatch.StartNew();
+            GuestPreparation.Prepare(new GuestRequest(Guest, $"density-{i}", []), Environment.CurrentDirectory, "bind-only");
+            binds.Add(t.Elapsed.TotalMilliseconds);
+        }
+        binds.Sort();
+        var stop = Stopwatch.StartNew();
+        await Task.WhenAll(vms.Select(v => host.StopAsync(v, "density bench", TimeSpan.FromSeconds(60))));
+        var stopMs = stop.Elapsed.TotalMilliseconds;
+        foreach (var v in vms) host.Remove(v);
+        latencies.Sort();
+        var perVm = (rss1 - rss0) / (double)n / (1 << 20);
+        return new Figures(perVm - GuestRam / (double)(1 << 20), perVm, (threads1 - threads0) / (double)n, (fds1 - fds0) / (double)n,
+            Percentile(latencies, 0.5), Percentile(latencies, 0.99), stopMs, Percentile(binds, 0.5));
+    }
+
+    private static double Percentile(List<double> sorted, double p) =>
+        sorted.Count == 0 ? 0 : sorted[Math.Clamp((int)Math.Ceiling(p * sorted.Count) - 1, 0, sorted.Count - 1)];
+
+    private static string? FindOnPath(string exe) =>
+        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries)
+        .Select(d => Path.Combine(d, exe)).FirstOrDefault(File.Exists);
+
+    /// <summary>
+    /// The same guest as N QEMU processes: a 64 KiB BIOS image whose reset vector jumps to the same code at
+    /// F000:0000 (print one byte on COM1, HLT). Per process: RSS beyond its 2 MiB of RAM, threads, fds; create →
+    /// first byte on its serial (stdout); stop-all = SIGTERM to all and wait.
+    /// </summary>
+    private static async Task<JsonObject> Qemu(string qemu, int n)
+    {
+        var bios = Path.Combine(Path.GetTempPath(), $"kvmactors-density-{Environment.ProcessId}.bin");
+        var image = new byte[64 * 1024];
+        var code = Convert.FromHexString(GuestCode.Replace(" ", ""));
+        code.CopyTo(image, 0);
+        new byte[] { 0xea, 0x00, 0x00, 0x00, 0xf0 }.CopyTo(image, 0xfff0); // jmp far f000:0000
+        await File.WriteAllBytesAsync(bios, image);
+        var procs = new List<Process>();
+        var latencies = new List<double>();
+        try
+        {
+            foreach (var _ in Enumerable.Range(0, n))
+            {
+                var sw = Stopwatch.StartNew();
+                var p = Process.Start(new ProcessStartInfo(qemu, ["-machine", "pc,accel=kvm", "-m", "2", "-nodefaults", "-display", "none",
+                    "-serial", "stdio", "-bios", bios, "-monitor", "none"])
+                { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true, UseShellExecute = false })!;
+                procs.Add(p);
+                var buffer = new char[1];
+                var read = p.StandardOutput.ReadAsync(buffer, 0, 1);
+                if (await Task.WhenAny(read, Task.Delay(30_000)) != read) throw new TimeoutException("qemu printed nothing in 30 s");
+                latencies.Add(sw.Elapsed.TotalMilliseconds);
+            }
+            long rss = 0;
+            int threads = 0, fds = 0;
+            foreach (var p in procs)
+            {
+                foreach (var line in File.ReadLines($"/proc/{p.Id}/status"))
+                {
+                    if (line.StartsWith("VmRSS:")) rss += long.Parse(line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
+                    else if (line.StartsWith("Threads:")) threads += int.Parse(line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture);
+                }
+                fds += Directory.GetFileSystemEntries($"/proc/{p.Id}/fd").Length;
+            }
+            var stop = Stopwatch.StartNew();
+            foreach (var p in procs) p.Kill();
+            foreach (var p in procs) await p.WaitForExitAsync();
+            latencies.Sort();
+            return new JsonObject
+            {
+                ["rss_per_vm_mib"] = Math.Round(rss / (double)n / (1 << 20) - 2, 3),
+                ["threads_per_vm"] = Math.Round(threads / (double)n, 2),
+                ["fds_per_vm"] = Math.Round(fds / (double)n, 2),
+                ["create_ms_p50"] = Math.Round(Percentile(latencies, 0.5), 3),
+                ["create_ms_p99"] = Math.Round(Percentile(latencies, 0.99), 3),
+                ["stop_all_ms"] = Math.Round(stop.Elapsed.TotalMilliseconds, 1),
+            };
+        }
+        finally
+        {
+            foreach (var p in procs) { try { if (!p.HasExited) p.Kill(); } catch (InvalidOperationException) { } p.Dispose(); }
+            File.Delete(bios);
+        }
+    }
+}

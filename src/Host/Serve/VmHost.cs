@@ -1,0 +1,273 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Akka.Actor;
+using KvmActors.Runtime.Config;
+using KvmActors.Runtime.Devices;
+using KvmActors.Runtime.Vm;
+using Serilog;
+
+namespace KvmActors.Host.Serve;
+
+/// <summary>One VM the host runs: its actor, state, console ring and input, and its end once it ends.</summary>
+public sealed class HostedVm
+{
+    public required string Id { get; init; }
+    public required string Name { get; init; }
+    public required int Vcpus { get; init; }
+    public required ulong MemoryBytes { get; init; }
+    public required DateTimeOffset CreatedAt { get; init; }
+    public required ConsoleRing Console { get; init; }
+    public required MemoryInput Input { get; init; }
+    public required long CreatedTimestamp { get; init; }
+    public IActorRef Actor { get; set; } = ActorRefs.Nobody;
+    public Task<VmEnded> EndedTask { get; set; } = Task.FromResult<VmEnded>(null!);
+    public volatile string State = VmStates.Creating;
+    public VmEnded? Ended { get; set; }
+    public int ExitStatus { get; set; }
+    public DateTimeOffset? EndedAt { get; set; }
+    public TimeSpan Duration => (EndedAt ?? DateTimeOffset.UtcNow) - CreatedAt;
+    /// <summary>Serialises pause, resume and stop of this VM.</summary>
+    public SemaphoreSlim Control { get; } = new(1, 1);
+    /// <summary>Completes once the end is recorded (state, report, resources given back).</summary>
+    public TaskCompletionSource Finished { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+}
+
+/// <summary>
+/// The VMs of one host process: creation within the host's limits, pause/resume/stop, the end of each VM
+/// (its report, its resources given back) and a clean stop of all at shutdown. Each VM is its own top-level
+/// actor tree, so one VM's failure (config error, guest failure, exhausted restart budget) ends only that VM.
+/// </summary>
+public sealed class VmHost
+{
+    private readonly ActorSystem _system;
+    private readonly VmSettings _vmSettings;
+    private readonly HostIo _io;
+    private readonly ConcurrentDictionary<string, HostedVm> _vms = new();
+    private readonly ConcurrentQueue<string> _endedOrder = new();
+    private readonly object _limitsGate = new();
+    private int _liveVms, _liveVcpus;
+    private ulong _liveMemory;
+    private bool _shuttingDown;
+
+    public HostSettings Settings { get; }
+    public string GuestDir { get; }
+    public string? ReportDir { get; }
+    public ServeMetrics Metrics { get; }
+
+    public VmHost(ActorSystem system, HostSettings settings, string guestDir, string? reportDir)
+    {
+        _system = system;
+        Settings = settings;
+        GuestDir = guestDir;
+        ReportDir = reportDir;
+        _vmSettings = RuntimeSettingsBinder.Bind(system.Settings.Config, "<host config>", BuiltInDevices.Assemblies);
+        _io = HostIo.For(system);
+        Metrics = new ServeMetrics(CountByState);
+    }
+
+    public IReadOnlyDictionary<string, int> CountByState() =>
+        _vms.Values.GroupBy(v => v.State).ToDictionary(g => g.Key, g => g.Count());
+
+    public IEnumerable<HostedVm> All => _vms.Values.OrderBy(v => v.CreatedTimestamp);
+
+    public HostedVm? Find(string id) => _vms.TryGetValue(id, out var vm) ? vm : null;
+
+    public HostedVm Create(GuestRequest request)
+    {
+        try
+        {
+            return CreateCore(request);
+        }
+        catch (ProblemException p)
+        {
+            Metrics.Refused(p.Status);
+            throw;
+        }
+    }
+
+    private HostedVm CreateCore(GuestRequest request)
+    {
+        if (_shuttingDown) throw new ProblemException(503, "Shutting down", "the host is stopping its VMs");
+        var id = NewId();
+        var spec = GuestPreparation.Prepare(request, GuestDir, id);
+        var memory = spec.Machine.Memory.Where(r => !r.ReadOnly).Aggregate(0UL, (a, r) => a + r.Size);
+        lock (_limitsGate)
+        {
+            if (_liveVms + 1 > Settings.MaxVms)
+                throw Limit(429, "Too many VMs", $"host.max-vms = {Settings.MaxVms} VMs exist already", "host.max-vms");
+            if (_liveVcpus + spec.Machine.VcpuCount > Settings.MaxVcpusTotal)
+                throw Limit(429, "Too many vCPUs",
+                    $"{spec.Machine.VcpuCount} more vCPU(s) would exceed host.max-vcpus-total = {Settings.MaxVcpusTotal} ({_liveVcpus} in use)", "host.max-vcpus-total");
+            if (_liveMemory + memory > Settings.MaxMemoryTotal)
+                throw Limit(507, "Not enough memory",
+                    $"{memory} more bytes of guest RAM would exceed host.max-memory-total = {Settings.MaxMemoryTotal} ({_liveMemory} in use)", "host.max-memory-total");
+            _liveVms++;
+            _liveVcpus += spec.Machine.VcpuCount;
+            _liveMemory += memory;
+        }
+
+        var vm = new HostedVm
+        {
+            Id = id, Name = spec.Name, Vcpus = spec.Machine.VcpuCount, MemoryBytes = memory, CreatedAt = DateTimeOffset.UtcNow,
+            CreatedTimestamp = Stopwatch.GetTimestamp(),
+            Console = new ConsoleRing(Settings.ConsoleRing, Metrics.ConsoleBytes), Input = new MemoryInput(),
+        };
+        _vms[id] = vm;
+        _io.Attached.Attach(id, vm.Console, vm.Input);
+        Metrics.Created();
+        try
+        {
+            var (actor, ended) = VmLauncher.Launch(_system, spec, _vmSettings, "vm-" + id);
+            vm.Actor = actor;
+            vm.EndedTask = ended;
+        }
+        catch (Exception e)
+        {
+            // Could not even start the actor: the VM ends here as a fault, like any other end.
+            var fault = new VmEnded(spec.Name, VmEndReason.Fault, e.Message, 1, null, []);
+            vm.EndedTask = Task.FromResult(fault);
+        }
+        Log.ForContext("VmId", id).Information("VM {VmId} ({VmName}) created: {Vcpus} vCPU(s), {MemoryKiB} KiB", id, spec.Name, spec.Machine.VcpuCount, memory / 1024);
+        // The VM actor answers Identify only after its setup (PreStart) ran: then it runs the guest.
+        vm.Actor.Ask<ActorIdentity>(new Identify(id), TimeSpan.FromSeconds(30)).ContinueWith(_ =>
+        {
+            if (vm.State == VmStates.Creating) vm.State = VmStates.Running;
+        }, TaskContinuationOptions.ExecuteSynchronously);
+        vm.EndedTask.ContinueWith(t => OnEnded(vm, t), TaskScheduler.Default);
+        return vm;
+    }
+
+    private static ProblemException Limit(int status, string title, string detail, string key) =>
+        new(status, title, detail, new Dictionary<string, object?> { ["key"] = key, ["reason"] = detail });
+
+    private void OnEnded(HostedVm vm, Task<VmEnded> t)
+    {
+        var ended = t.IsCompletedSuccessfully
+            ? t.Result
+            : new VmEnded(vm.Name, VmEndReason.Fault, t.Exception?.GetBaseException().Message ?? "ended", 1, null, []);
+        vm.Ended = ended;
+        vm.ExitStatus = ExitStatusOf(ended);
+        vm.EndedAt = DateTimeOffset.UtcNow;
+        vm.State = VmStates.Ended;
+        vm.Console.Close();
+        vm.Input.Complete();
+        _io.Attached.Detach(vm.Id);
+        lock (_limitsGate)
+        {
+            _liveVms--;
+            _liveVcpus -= vm.Vcpus;
+            _liveMemory -= vm.MemoryBytes;
+        }
+        Metrics.Ended(vm.Id, ended);
+        var exits = ended.Vcpus.Sum(v => v.Exits);
+        var restarts = ended.ActorFailures.Count(f => f.Restarted);
+        Log.ForContext("VmId", vm.Id).Information(
+            "VM {VmId} ({VmName}) ended: {Reason}: {Detail} (exit status {ExitStatus}, {Vcpus} vCPU(s), {Exits} exits, {Restarts} restart(s))",
+            vm.Id, vm.Name, ended.Reason, ended.Detail, vm.ExitStatus, ended.Vcpus.Count, exits, restarts);
+        if (ReportDir is { } dir)
+        {
+            try { File.WriteAllText(Path.Combine(dir, $"{vm.Id}.json"), Report(vm).ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n"); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                Log.ForContext("VmId", vm.Id).Warning("VM {VmId}: could not write its report: {Error}", vm.Id, e.Message);
+            }
+        }
+        _endedOrder.Enqueue(vm.Id);
+        while (_endedOrder.Count > Settings.MaxEndedKept && _endedOrder.TryDequeue(out var old))
+            if (_vms.TryRemove(old, out var forgotten)) Metrics.Forget(old, forgotten.Ended);
+        vm.Finished.TrySetResult();
+    }
+
+    /// <summary>The VM's end report (the same JSON as <c>run --report</c>), with its id.</summary>
+    public static JsonObject Report(HostedVm vm)
+    {
+        var report = EndReport.ToJson(vm.Ended!, vm.ExitStatus, vm.Duration);
+        report["id"] = vm.Id;
+        return report;
+    }
+
+    public static int ExitStatusOf(VmEnded ended) => ended.Reason switch
+    {
+        VmEndReason.Halted or VmEndReason.ResetRequested or VmEndReason.StoppedOnRequest => ExitCodes.Ok,
+        VmEndReason.GuestExit => ended.ExitStatus,
+        VmEndReason.GuestFailure => ExitCodes.GuestFailure,
+        _ => ended.ExitStatus == 0 ? ExitCodes.GuestFailure : ended.ExitStatus,
+    };
+
+    public enum ControlOutcome { Done, Conflict, TimedOut }
+
+    public async Task<ControlOutcome> PauseAsync(HostedVm vm, CancellationToken ct)
+    {
+        await vm.Control.WaitAsync(ct);
+        try
+        {
+            if (vm.State == VmStates.Paused) return ControlOutcome.Done;
+            if (vm.State == VmStates.Ended) return ControlOutcome.Conflict;
+            var ask = vm.Actor.Ask<VmPaused>(new PauseVm(), Settings.RequestTimeout, ct);
+            var first = await Task.WhenAny(ask, vm.Finished.Task);
+            if (first != ask) return ControlOutcome.Conflict;
+            try { await ask; } catch (Exception e) when (e is AskTimeoutException or TaskCanceledException) { return ControlOutcome.TimedOut; }
+            if (vm.State != VmStates.Ended) vm.State = VmStates.Paused;
+            Log.ForContext("VmId", vm.Id).Information("VM {VmId} paused", vm.Id);
+            return vm.State == VmStates.Paused ? ControlOutcome.Done : ControlOutcome.Conflict;
+        }
+        finally { vm.Control.Release(); }
+    }
+
+    public async Task<ControlOutcome> ResumeAsync(HostedVm vm, CancellationToken ct)
+    {
+        await vm.Control.WaitAsync(ct);
+        try
+        {
+            if (vm.State is VmStates.Running or VmStates.Creating) return ControlOutcome.Done;
+            if (vm.State == VmStates.Ended) return ControlOutcome.Conflict;
+            var ask = vm.Actor.Ask<VmResumed>(new ResumeVm(), Settings.RequestTimeout, ct);
+            var first = await Task.WhenAny(ask, vm.Finished.Task);
+            if (first != ask) return ControlOutcome.Conflict;
+            try { await ask; } catch (Exception e) when (e is AskTimeoutException or TaskCanceledException) { return ControlOutcome.TimedOut; }
+            if (vm.State != VmStates.Ended) vm.State = VmStates.Running;
+            Log.ForContext("VmId", vm.Id).Information("VM {VmId} resumed", vm.Id);
+            return vm.State == VmStates.Running ? ControlOutcome.Done : ControlOutcome.Conflict;
+        }
+        finally { vm.Control.Release(); }
+    }
+
+    /// <summary>Stops the VM (a no-op when it has ended) and waits until its end is recorded.</summary>
+    public async Task<bool> StopAsync(HostedVm vm, string why, TimeSpan timeout)
+    {
+        if (vm.State != VmStates.Ended) vm.Actor.Tell(new StopVm(why));
+        var done = await Task.WhenAny(vm.Finished.Task, Task.Delay(timeout));
+        return done == vm.Finished.Task;
+    }
+
+    /// <summary>Forgets an ended VM (DELETE after the stop).</summary>
+    public bool Remove(HostedVm vm)
+    {
+        if (vm.State != VmStates.Ended) return false;
+        if (_vms.TryRemove(vm.Id, out _)) Metrics.Forget(vm.Id, vm.Ended);
+        return true;
+    }
+
+    /// <summary>At shutdown: no more VMs, every VM stopped and its end recorded.</summary>
+    public async Task StopAllAsync(TimeSpan timeout)
+    {
+        _shuttingDown = true;
+        var live = _vms.Values.Where(v => v.State != VmStates.Ended).ToList();
+        if (live.Count > 0) Log.Information("Stopping {Count} VM(s)", live.Count);
+        foreach (var vm in live) vm.Actor.Tell(new StopVm("host shutting down"));
+        var all = Task.WhenAll(live.Select(v => v.Finished.Task));
+        if (await Task.WhenAny(all, Task.Delay(timeout)) != all)
+            Log.Warning("{Count} VM(s) did not end within {Timeout}", live.Count(v => v.State != VmStates.Ended), timeout);
+    }
+
+    private string NewId()
+    {
+        while (true)
+        {
+            var id = Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(4)).ToLowerInvariant();
+            if (!_vms.ContainsKey(id)) return id;
+        }
+    }
+}
