@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using KvmActors.Runtime.Kvm;
 
 namespace KvmActors.Host;
@@ -15,7 +14,7 @@ public static class ExitCodes
 /// The one place errors become exit statuses and stderr lines: usage and config errors exit 2, guest, KVM
 /// and host errors 1, and anything else 1 as an internal error; always one line, never a stack trace.
 /// </summary>
-public static partial class ErrorReport
+public static class ErrorReport
 {
     public static int StatusOf(Exception e) =>
         e is KvmActorsException { Kind: ErrorKind.Usage or ErrorKind.Config } ? ExitCodes.Usage : ExitCodes.Failure;
@@ -47,7 +46,8 @@ public static partial class ErrorReport
     {
         AppDomain.CurrentDomain.UnhandledException += (_, a) =>
         {
-            Report(a.ExceptionObject as Exception ?? new Exception(a.ExceptionObject?.ToString()));
+            try { Report(a.ExceptionObject as Exception ?? new Exception(a.ExceptionObject?.ToString())); }
+            catch (Exception) { /* e.g. an assembly that can no longer be loaded: the status still says it */ }
             Environment.Exit(ExitCodes.Failure);
         };
         TaskScheduler.UnobservedTaskException += (_, a) =>
@@ -60,7 +60,7 @@ public static partial class ErrorReport
     /// <summary>A note naming the open-files limit when <paramref name="text"/> says it was reached, else "".</summary>
     public static string FdLimitNote(string? text) =>
         text is not null && (text.Contains("EMFILE") || text.Contains("Too many open files", StringComparison.OrdinalIgnoreCase))
-            ? $" (the open-files limit, RLIMIT_NOFILE, is {OpenFilesLimit()}: raise it with ulimit -n)"
+            ? $" (the open-files limit, RLIMIT_NOFILE, is {OpenFiles.Limit()?.ToString() ?? "unknown"}: raise it with ulimit -n)"
             : "";
 
     private static string FdLimitNote(Exception e)
@@ -71,14 +71,4 @@ public static partial class ErrorReport
     }
 
     private static string OneLine(string text) => text.ReplaceLineEndings(" ").Trim();
-
-    private static string OpenFilesLimit() => getrlimit(RlimitNofile, out var l) == 0 ? l.Current.ToString() : "unknown";
-
-    private const int RlimitNofile = 7;
-
-    [StructLayout(LayoutKind.Sequential)]
-    private struct RLimit { public ulong Current, Maximum; }
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial int getrlimit(int resource, out RLimit limit);
 }

@@ -1,18 +1,32 @@
 using KvmActors.Host;
 
 // kvmactors: stdout carries exactly the guest's serial output; everything else goes to stderr.
-ErrorReport.GuardProcess();
-int status;
-try
+// The fd check comes first and alone: this method's code must not need any other assembly loaded.
+OpenFiles.ExitIfTooLowToStart();
+Environment.Exit(await Cli.RunAsync(args));
+
+namespace KvmActors.Host
 {
-    status = await CommandLine.InvokeAsync(args);
+    public static class Cli
+    {
+        /// <summary>The whole program; the returned status is the process's (see the README's exit-status table).</summary>
+        public static async Task<int> RunAsync(string[] args)
+        {
+            ErrorReport.GuardProcess();
+            int status;
+            try
+            {
+                status = await CommandLine.InvokeAsync(args);
+            }
+            catch (Exception e)
+            {
+                status = ErrorReport.Report(e);
+            }
+            try { Console.Error.Flush(); }
+            catch (IOException) { }
+            // The caller exits with Environment.Exit, not a return: vCPU threads may still be inside KVM_RUN (a VM that
+            // did not stop within the grace) and a device may be blocked writing a full stdout; the exit ends them.
+            return status;
+        }
+    }
 }
-catch (Exception e)
-{
-    status = ErrorReport.Report(e);
-}
-try { Console.Error.Flush(); }
-catch (IOException) { }
-// Environment.Exit, not a return: vCPU threads may still be inside KVM_RUN (a VM that did not stop within the
-// grace) and a device may be blocked writing a full stdout; the exit ends them instead of waiting for them.
-Environment.Exit(status);
