@@ -23,6 +23,10 @@ public sealed class RunCommand(RunOptions options)
 
     public async Task<int> RunAsync()
     {
+        // The end path runs on pool threads (timers, continuations) while a VM's setup may block pool threads
+        // (creating vCPUs), and the pool adds threads only slowly: start with enough that a stop is never late.
+        ThreadPool.GetMinThreads(out var workers, out var io);
+        ThreadPool.SetMinThreads(Math.Max(workers, 32), io);
         using var stops = new StopRequests(options.Timeout);
         // fd 1 carries only guest bytes (the sinks write it directly): anything written to Console.Out
         // (e.g. Akka's fallback logger at shutdown) goes to stderr instead.
@@ -34,7 +38,7 @@ public sealed class RunCommand(RunOptions options)
         await Task.WhenAny(_launched.Task, run, Task.Delay(_grace * 2));
         if (_launched.Task.IsCompleted || run.IsCompleted) return await run;
         var stop = stops.First.Result;
-        Console.Error.WriteLine($"kvmactors: {stop.Why}: the VM was not set up {_grace * 2} later; exiting");
+        Console.Error.WriteLine($"kvmactors: {stop.Why}: the VM was not set up {(_grace * 2).TotalMilliseconds:0} ms later; exiting");
         return stop.Status;
     }
 
@@ -68,7 +72,7 @@ public sealed class RunCommand(RunOptions options)
             stopped = ended.IsCompleted;
             var result = stopped
                 ? ended.Result
-                : new VmEnded(spec.Name, VmEndReason.StoppedOnRequest, $"{stop!.Why}; the VM had not stopped {_grace} after the request",
+                : new VmEnded(spec.Name, VmEndReason.StoppedOnRequest, $"{stop!.Why}; the VM had not stopped {_grace.TotalMilliseconds:0} ms after the request",
                     0, null, []);
             var status = StatusOf(result, stop);
             Summarise(result);
