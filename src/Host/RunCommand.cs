@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using System.Text;
+using Microsoft.Win32.SafeHandles;
 using Akka.Actor;
 using Akka.Configuration;
 using KvmActors.Runtime.Config;
@@ -16,6 +18,8 @@ namespace KvmActors.Host;
 public sealed class RunCommand(RunOptions options)
 {
     private const string GraceKey = "kvmactors.cli.stop-grace";
+    // How many stop-graces a stop may wait for the guest file and the actor system before the VM is launched.
+    private const int SetupGraces = 10;
     private readonly Stopwatch _started = Stopwatch.StartNew();
     // The default until the guest file's own setting is read.
     private TimeSpan _grace = KvmActorsConfig.WithDefaults(Config.Empty).GetTimeSpan(GraceKey);
@@ -28,19 +32,29 @@ public sealed class RunCommand(RunOptions options)
         ThreadPool.GetMinThreads(out var workers, out var io);
         ThreadPool.SetMinThreads(Math.Max(workers, 32), io);
         using var stops = new StopRequests(options.Timeout);
-        // fd 1 carries only guest bytes (the sinks write it directly): anything written to Console.Out
-        // (e.g. Akka's fallback logger at shutdown) goes to stderr instead.
-        Console.SetOut(Console.Error);
+        // Console's own streams lock Console.Out around every write, to stdout and stderr alike: a guest write
+        // blocked on a full stdout would block every stderr line (the summary, the logs). So stderr gets a writer
+        // of its own on fd 2, and so does Console.Out: fd 1 carries only guest bytes (the sinks write it
+        // directly), and anything written to Console.Out (e.g. Akka's fallback logger at shutdown) goes to stderr.
+        Console.SetError(StderrWriter());
+        Console.SetOut(StderrWriter());
         var run = Task.Run(() => RunVmAsync(stops));
         if (await Task.WhenAny(run, stops.First) == run) return await run;
         // Once the VM is launched RunVmAsync answers the stop itself, every wait bounded; this bounds the setup
         // before that (loading the guest file, starting the actor system).
-        await Task.WhenAny(_launched.Task, run, Task.Delay(_grace * 2));
+        // (a slow start under load is not stuck: RunVmAsync ends without launching once it sees the stop).
+        await Task.WhenAny(_launched.Task, run, Task.Delay(_grace * SetupGraces));
         if (_launched.Task.IsCompleted || run.IsCompleted) return await run;
         var stop = stops.First.Result;
-        Console.Error.WriteLine($"kvmactors: {stop.Why}: the VM was not set up {(_grace * 2).TotalMilliseconds:0} ms later; exiting");
+        Console.Error.WriteLine($"kvmactors: {stop.Why}: the VM was not set up {(_grace * SetupGraces).TotalMilliseconds:0} ms later; exiting");
         return stop.Status;
     }
+
+    private static TextWriter StderrWriter() => TextWriter.Synchronized(
+        new StreamWriter(new FileStream(new SafeFileHandle(2, ownsHandle: false), FileAccess.Write, bufferSize: 0), new UTF8Encoding(false))
+        {
+            AutoFlush = true,
+        });
 
     private async Task<int> RunVmAsync(StopRequests stops)
     {
@@ -60,9 +74,12 @@ public sealed class RunCommand(RunOptions options)
         var stopped = true;
         try
         {
-            var (vm, ended) = VmLauncher.Launch(system, spec, VmSettings.From(system.Settings.Config), "vm");
+            var (vm, ended) = stops.First.IsCompleted
+                ? new VmLauncher.Launched(ActorRefs.Nobody, Task.FromResult(new VmEnded(spec.Name, VmEndReason.StoppedOnRequest,
+                    $"{stops.First.Result.Why} (before the VM started)", 0, null, [])))
+                : VmLauncher.Launch(system, spec, VmSettings.From(system.Settings.Config), "vm");
             _launched.TrySetResult();
-            StopRequest? stop = null;
+            StopRequest? stop = stops.First.IsCompleted ? stops.First.Result : null;
             if (await Task.WhenAny(ended, stops.First) != ended)
             {
                 stop = stops.First.Result;
