@@ -101,7 +101,7 @@ public sealed class CliOutputTests
         var started = Stopwatch.StartNew();
         while (started.Elapsed < TimeSpan.FromSeconds(30) && !PipeFull(p)) Thread.Sleep(50);
         var clock = Stopwatch.StartNew();
-        _ = kill(p.Id, 15);
+        Kvmactors.Kill(p.Id, 15);
         Assert.True(p.WaitForExit(TimeSpan.FromSeconds(20)), "did not exit");
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(1.5), $"took {clock.Elapsed.TotalMilliseconds:0} ms after SIGTERM");
         Assert.Equal(143, p.ExitCode);
@@ -179,9 +179,6 @@ public sealed class CliOutputTests
 
     [System.Runtime.InteropServices.DllImport("libc")]
     private static extern int ioctl(int fd, ulong request, ref int value);
-
-    [System.Runtime.InteropServices.DllImport("libc")]
-    private static extern int kill(int pid, int signal);
 }
 
 /// <summary>Command-line values the program cannot use: exit 2 naming the option, nothing on stdout.</summary>

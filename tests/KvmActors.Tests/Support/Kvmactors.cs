@@ -84,7 +84,7 @@ public static class Kvmactors
             catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return false; }
         }
 
-        public void Signal(int signal) => _ = kill(Process.Id, signal);
+        public void Signal(int signal) => Kill(Process.Id, signal);
 
         public Result WaitForExit(TimeSpan limit)
         {
@@ -111,10 +111,13 @@ public static class Kvmactors
             while ((n = await from.ReadAsync(buffer)) > 0)
                 lock (to) to.Append(buffer, 0, n);
         }
-
-        [System.Runtime.InteropServices.DllImport("libc")]
-        private static extern int kill(int pid, int signal);
     }
+
+    /// <summary>Sends <paramref name="signal"/> to process <paramref name="pid"/> (kill(2)).</summary>
+    public static void Kill(int pid, int signal) => _ = kill(pid, signal);
+
+    [System.Runtime.InteropServices.DllImport("libc")]
+    private static extern int kill(int pid, int signal);
 
     private static Result RunCore(TimeSpan limit, string? stdin, string[] args)
     {
