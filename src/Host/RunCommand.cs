@@ -41,8 +41,7 @@ public sealed class RunCommand(RunOptions options)
         var run = Task.Run(() => RunVmAsync(stops));
         if (await Task.WhenAny(run, stops.First) == run) return await run;
         // Once the VM is launched RunVmAsync answers the stop itself, every wait bounded; this bounds the setup
-        // before that (loading the guest file, starting the actor system).
-        // (a slow start under load is not stuck: RunVmAsync ends without launching once it sees the stop).
+        // before that (loading the guest file, starting the actor system), generously: a slow start is not a stuck one.
         await Task.WhenAny(_launched.Task, run, Task.Delay(_grace * SetupGraces));
         if (_launched.Task.IsCompleted || run.IsCompleted) return await run;
         var stop = stops.First.Result;
@@ -74,12 +73,9 @@ public sealed class RunCommand(RunOptions options)
         var stopped = true;
         try
         {
-            var (vm, ended) = stops.First.IsCompleted
-                ? new VmLauncher.Launched(ActorRefs.Nobody, Task.FromResult(new VmEnded(spec.Name, VmEndReason.StoppedOnRequest,
-                    $"{stops.First.Result.Why} (before the VM started)", 0, null, [])))
-                : VmLauncher.Launch(system, spec, VmSettings.From(system.Settings.Config), "vm");
+            var (vm, ended) = VmLauncher.Launch(system, spec, VmSettings.From(system.Settings.Config), "vm");
             _launched.TrySetResult();
-            StopRequest? stop = stops.First.IsCompleted ? stops.First.Result : null;
+            StopRequest? stop = null;
             if (await Task.WhenAny(ended, stops.First) != ended)
             {
                 stop = stops.First.Result;
