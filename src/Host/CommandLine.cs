@@ -1,8 +1,11 @@
+using System.CommandLine;
+using System.CommandLine.Invocation;
+using System.CommandLine.Parsing;
 using System.Globalization;
 
 namespace KvmActors.Host;
 
-/// <summary>Thrown for a command line we cannot use; the program prints it with the usage and exits 2.</summary>
+/// <summary>Thrown for a command line we cannot use; the program prints it and exits 2.</summary>
 public sealed class UsageException(string message) : KvmActorsException(ErrorKind.Usage, message);
 
 public sealed record RunOptions(
@@ -12,68 +15,184 @@ public sealed record RunOptions(
     string LogLevel,
     string? ReportPath = null);
 
+/// <summary>
+/// The command line, on System.CommandLine: generated help (on stdout when asked for with --help, on stderr
+/// with a usage error), suggestions for mistyped commands and options, and exit 2 for every usage error.
+/// </summary>
 public static class CommandLine
 {
-    public const string Usage = """
-        usage: kvmactors run [CONFIG] [--set KEY=VALUE]... [--timeout DURATION] [--log-level LEVEL] [--report FILE]
+    /// <summary>
+    /// Commands that parse their own arguments: the dispatcher hands them everything after their name.
+    /// Hook one in with one line here, e.g. <c>new("serve", "host VMs behind an HTTP API", Serve.ServeCommand.RunAsync)</c>.
+    /// </summary>
+    public static readonly IReadOnlyList<ForwardedCommand> Forwarded =
+    [
+        new("serve", "host many VMs behind an HTTP API on a Unix socket (or loopback TCP)", Serve.ServeCommand.RunAsync),
+        new("vm", "drive a kvmactors serve host: create, list, show, pause, resume, stop, rm, console", VmClient.VmClientCommand.RunAsync),
+        new("bench density", "per-VM cost: N halted VMs in one process (RSS, threads, fds, create latency, stop-all)", Bench.DensityBench.RunAsync),
+    ];
 
-          CONFIG            a guest file (HOCON); without it the built-in seed guest runs
-          --set KEY=VALUE   override one setting, e.g. --set guest.vcpus=2 (repeatable)
-          --timeout D       stop the VM once D (e.g. 500ms, 2s, 1m) has passed since start; exit 124
-          --log-level L     verbose, debug, info, warning (default), error
-          --report FILE     write the end report as JSON: how and why the VM ended, exit status,
-                            each vCPU's final registers, exit counts by reason and port, restarts
-        exit status: 0 the guest ended normally, 1 guest failure, 2 usage or config error, 124 timeout,
-                     130 interrupted; a guest's debug-exit status where it used one
+    public sealed record ForwardedCommand(string Name, string Description, Func<string[], Task<int>> RunAsync);
 
-        """ + Bench.BenchOptions.Usage;
+    /// <summary>The longest --timeout: Task.Delay and timers take at most about 49 days.</summary>
+    public static readonly TimeSpan MaxTimeout = TimeSpan.FromDays(30);
 
-    public static RunOptions ParseRun(IReadOnlyList<string> args)
+    public static async Task<int> InvokeAsync(string[] args)
     {
-        string? config = null;
-        var sets = new List<string>();
-        TimeSpan? timeout = null;
-        var level = "warning";
-        string? report = null;
-        for (var i = 0; i < args.Count; i++)
+        if (args is ["help", .. var rest]) args = [.. rest, "--help"];
+        // A forwarded name may be two words ("bench density"): it matches the first words of the command line.
+        if (Forwarded.FirstOrDefault(f => f.Name.Split(' ') is var words && args.Length >= words.Length && args.AsSpan(0, words.Length).SequenceEqual(words))
+            is { } forwarded)
+            return await forwarded.RunAsync(args[forwarded.Name.Split(' ').Length..]);
+
+        var root = Root();
+        if (args.Length == 0)
         {
-            var a = args[i];
-            string Next() => i + 1 < args.Count ? args[++i] : throw new UsageException($"{a} needs a value");
-            switch (a)
-            {
-                case "--set":
-                    var kv = Next();
-                    if (!kv.Contains('=')) throw new UsageException($"--set expects KEY=VALUE, got '{kv}'");
-                    sets.Add(kv);
-                    break;
-                case "--timeout":
-                    var t = Next();
-                    timeout = ParseDuration(t) ?? throw new UsageException($"--timeout: '{t}' is not a duration (e.g. 500ms, 2s, 1m)");
-                    break;
-                case "--report":
-                    report = Next();
-                    break;
-                case "--log-level":
-                    level = Next().ToLowerInvariant();
-                    if (level is not ("verbose" or "debug" or "info" or "warning" or "error"))
-                        throw new UsageException($"--log-level: '{level}' is not one of verbose, debug, info, warning, error");
-                    break;
-                default:
-                    if (a.StartsWith('-')) throw new UsageException($"unknown option '{a}'");
-                    if (config is not null) throw new UsageException($"only one CONFIG may be given ('{config}', '{a}')");
-                    config = a;
-                    break;
-            }
+            await root.Parse(["--help"]).InvokeAsync(Invocation(Console.Error));
+            return ExitCodes.Usage;
         }
-        return new RunOptions(config, sets, timeout, level, report);
+        var parsed = root.Parse(args);
+        if (parsed.Errors.Count > 0)
+        {
+            // The errors and System.CommandLine's "did you mean" suggestions, on stderr, without the help text.
+            if (parsed.Action is ParseErrorAction errors) errors.ShowHelp = false;
+            await parsed.InvokeAsync(Invocation(Console.Error));
+            var command = parsed.CommandResult.Command;
+            Console.Error.WriteLine($"kvmactors: usage error (see kvmactors {(command is RootCommand ? "" : command.Name + " ")}--help)");
+            return ExitCodes.Usage;
+        }
+        return await parsed.InvokeAsync(Invocation(Console.Out));
     }
 
+    private static InvocationConfiguration Invocation(TextWriter output) => new()
+    {
+        Output = output,
+        Error = Console.Error,
+        // Errors are mapped to exit statuses in one place (Program.cs, ErrorReport); signals are the run's own.
+        EnableDefaultExceptionHandler = false,
+        ProcessTerminationTimeout = null,
+    };
+
+    private static RootCommand Root()
+    {
+        var root = new RootCommand("kvmactors: a virtual machine monitor for Linux KVM on Akka.NET. " +
+                                   "stdout carries exactly the guest's serial output; logs and the end summary go to stderr.");
+        root.Subcommands.Add(Run());
+        root.Subcommands.Add(Bench.BenchOptions.Command());
+        // Listed for help and suggestions; InvokeAsync hands them their arguments before parsing.
+        foreach (var f in Forwarded.Where(f => !f.Name.Contains(' '))) root.Subcommands.Add(new Command(f.Name, f.Description));
+        return root;
+    }
+
+    private static Command Run()
+    {
+        var config = new Argument<string?>("CONFIG")
+        {
+            Description = "a guest file (HOCON); without it the built-in seed guest runs",
+            Arity = ArgumentArity.ZeroOrOne,
+        };
+        // A mistyped option would otherwise be taken for CONFIG: name it, with the options it may have meant.
+        config.Validators.Add(r =>
+        {
+            if (r.Tokens is [{ Value: ['-', ..] text }])
+                r.AddError($"unknown option '{text}'{Suggestions(text, r.Parent is CommandResult c ? c.Command : null)}");
+        });
+        var set = new Option<string[]>("--set")
+        {
+            Description = "override one setting, e.g. --set guest.vcpus=2 (repeatable)",
+            HelpName = "KEY=VALUE",
+            Arity = ArgumentArity.OneOrMore,
+        };
+        set.Validators.Add(r =>
+        {
+            foreach (var t in r.Tokens.Where(t => !t.Value.Contains('=')))
+                r.AddError($"--set expects KEY=VALUE, got '{t.Value}'");
+        });
+        var timeout = new Option<TimeSpan?>("--timeout")
+        {
+            Description = $"stop the VM once D (e.g. 500ms, 2s, 1m, 1h; at most {MaxTimeout.TotalDays:0} days) has passed since start; exit 124",
+            HelpName = "D",
+            CustomParser = r => ParseTimeout(r),
+        };
+        var logLevel = new Option<string>("--log-level")
+        {
+            Description = "verbose, debug, info, warning (default), error: to stderr",
+            HelpName = "LEVEL",
+            DefaultValueFactory = _ => "warning",
+            CustomParser = r =>
+            {
+                var level = r.Tokens.Single().Value.ToLowerInvariant();
+                if (level is "verbose" or "debug" or "info" or "warning" or "error") return level;
+                r.AddError($"--log-level: '{level}' is not one of verbose, debug, info, warning, error");
+                return null;
+            },
+        };
+        var report = new Option<string?>("--report")
+        {
+            Description = "write the end report as JSON: how and why the VM ended, exit status, each vCPU's final " +
+                          "registers, exit counts by reason and port, restarts",
+            HelpName = "FILE",
+        };
+        var run = new Command("run", "run a guest. Exit status: 0 the guest ended normally, 1 guest failure or host error, " +
+                                     "2 usage or config error, 124 timeout, 129 SIGHUP, 130 SIGINT, 141 stdout closed, 143 SIGTERM; " +
+                                     "a guest's debug-exit status where it used one")
+        {
+            config, set, timeout, logLevel, report,
+        };
+        run.SetAction((p, _) => new RunCommand(new RunOptions(
+            p.GetValue(config), p.GetValue(set) ?? [], p.GetValue(timeout), p.GetValue(logLevel)!, p.GetValue(report))).RunAsync());
+        return run;
+    }
+
+    private static string Suggestions(string typed, Command? command)
+    {
+        var near = (command?.Options ?? []).Select(o => o.Name).Where(name => Distance(typed, name) <= 2).ToList();
+        return near.Count > 0 ? $"; did you mean {string.Join(" or ", near)}?" : "";
+    }
+
+    /// <summary>Levenshtein distance, for the few option names of a command.</summary>
+    private static int Distance(string a, string b)
+    {
+        var row = Enumerable.Range(0, b.Length + 1).ToArray();
+        for (var i = 1; i <= a.Length; i++)
+        {
+            var diagonal = row[0];
+            row[0] = i;
+            for (var j = 1; j <= b.Length; j++)
+            {
+                var above = row[j];
+                row[j] = Math.Min(Math.Min(row[j] + 1, row[j - 1] + 1), diagonal + (a[i - 1] == b[j - 1] ? 0 : 1));
+                diagonal = above;
+            }
+        }
+        return row[b.Length];
+    }
+
+    private static TimeSpan? ParseTimeout(ArgumentResult r)
+    {
+        var text = r.Tokens.Single().Value;
+        if (ParseDuration(text) is { } t)
+        {
+            if (t <= MaxTimeout) return t;
+            r.AddError($"--timeout: '{text}' is longer than the longest timeout ({MaxTimeout.TotalDays:0} days)");
+        }
+        else r.AddError($"--timeout: '{text}' is not a duration (e.g. 500ms, 2s, 1m)");
+        return null;
+    }
+
+    /// <summary>A non-negative, finite duration (<c>500ms</c>, <c>2s</c>, <c>1m</c>, <c>1h</c>, plain seconds; TimeSpan.MaxValue past it), or null.</summary>
     public static TimeSpan? ParseDuration(string text)
     {
-        var units = new (string Suffix, double Seconds)[] { ("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600) };
+        var units = new (string Suffix, double Seconds)[] { ("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("", 1) };
         foreach (var (suffix, seconds) in units)
-            if (text.EndsWith(suffix) && double.TryParse(text[..^suffix.Length], NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && v >= 0)
-                return TimeSpan.FromSeconds(v * seconds);
-        return double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var plain) && plain >= 0 ? TimeSpan.FromSeconds(plain) : null;
+        {
+            if (!text.EndsWith(suffix, StringComparison.Ordinal)) continue;
+            if (!double.TryParse(text[..^suffix.Length], NumberStyles.Float, CultureInfo.InvariantCulture, out var v)) continue;
+            // NaN, infinities, negatives and values TimeSpan cannot hold are not durations.
+            var total = v * seconds;
+            if (!double.IsFinite(total) || total < 0) return null;
+            return total < TimeSpan.MaxValue.TotalSeconds ? TimeSpan.FromSeconds(total) : TimeSpan.MaxValue;
+        }
+        return null;
     }
 }

@@ -55,6 +55,27 @@ public static class EndReport
     public static void Write(string path, VmEnded ended, int exitStatus, TimeSpan duration) =>
         File.WriteAllText(path, ToJson(ended, exitStatus, duration).ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
 
+    /// <summary>
+    /// Writes the report, or says in one line on stderr why it could not be (a missing folder, a directory,
+    /// a full disk). The write runs on its own thread for at most <paramref name="limit"/>: opening a FIFO
+    /// nobody reads blocks in open(2), and the process exit ends that thread.
+    /// </summary>
+    public static bool TryWrite(string path, VmEnded ended, int exitStatus, TimeSpan duration, TimeSpan limit)
+    {
+        string? problem;
+        if (Directory.Exists(path)) problem = "is a directory";
+        else
+        {
+            var write = Task.Factory.StartNew(() => Write(path, ended, exitStatus, duration), TaskCreationOptions.LongRunning);
+            write.ContinueWith(t => _ = t.Exception, TaskContinuationOptions.OnlyOnFaulted); // observed, even after the limit
+            try { problem = write.Wait(limit) ? null : $"not written within {limit} (a FIFO nobody reads?)"; }
+            catch (AggregateException e) { problem = e.InnerException?.Message ?? e.Message; }
+        }
+        if (problem is null) return true;
+        Console.Error.WriteLine($"kvmactors: report not written: {path}: {problem}");
+        return false;
+    }
+
     private static JsonObject Registers(in KvmRegs r) => new()
     {
         ["rax"] = Hex(r.Rax), ["rbx"] = Hex(r.Rbx), ["rcx"] = Hex(r.Rcx), ["rdx"] = Hex(r.Rdx),

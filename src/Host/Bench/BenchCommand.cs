@@ -1,3 +1,5 @@
+using System.CommandLine.Parsing;
+using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -22,75 +24,90 @@ public sealed record BenchOptions(
     bool Quick,
     bool Ablation = false)
 {
-    public const string Usage = """
-        usage: kvmactors bench [--quick] [--n N] [--rounds R] [--vcpus 1,2,4] [--workloads out,inout]
-                               [--startup-runs K] [--no-native] [--exitbench PATH] [--ablation] [--json FILE]
-          the exit path of the actor runtime against a plain loop, side by side in this process, and the
-          start-up time of `kvmactors run` against exitbench.c; prints a table (exit status 0, 1 without KVM)
-
-          --quick           N=5000, 3 rounds, 3 start-up runs: a first look in well under a minute
-          --n N             guest loop iterations per vCPU (default 20000; out = N exits, inout = 2N exits)
-          --rounds R        rounds; each round runs every workload and vCPU count once per variant,
-                            rotating which variant goes first (default 7)
-          --vcpus LIST      vCPU counts (default 1,2,4)
-          --workloads LIST  out, inout (default both)
-          --startup-runs K  child processes per start-up figure, 0 to skip (default 15)
-          --no-native       skip the C exitbench reference (compiled with gcc at bench time)
-          --exitbench PATH  exitbench.c (default: shared/reference/exitbench.c found above this directory)
-          --ablation        also run the actor runtime with each part of the exit-path design switched
-                            off (thread-pool devices, no read snapshots, one exit per message, all three)
-          --json FILE       also write the results as JSON
-        """;
-
-    public static BenchOptions Parse(IReadOnlyList<string> args)
+    /// <summary><c>kvmactors bench</c>'s options (System.CommandLine: generated help, exit 2 on a usage error).</summary>
+    public static Command Command()
     {
-        long? n = null;
-        int? rounds = null, startup = null;
-        var quick = false;
-        var native = true;
-        var ablation = false;
-        string? json = null, source = null;
-        IReadOnlyList<int> vcpus = [1, 2, 4];
-        IReadOnlyList<Workload> workloads = [Workload.Out, Workload.InOut];
-        for (var i = 0; i < args.Count; i++)
+        var quick = new Option<bool>("--quick") { Description = "N=5000, 3 rounds, 3 start-up runs: a first look in well under a minute" };
+        var n = Positive("--n", "N", 1L << 31, "guest loop iterations per vCPU (default 20000; out = N exits, inout = 2N exits)");
+        var rounds = Positive("--rounds", "R", 1000, "rounds; each round runs every workload and vCPU count once per variant, " +
+                                                      "rotating which variant goes first (default 7)");
+        var startup = new Option<long?>("--startup-runs")
         {
-            var a = args[i];
-            string Next() => i + 1 < args.Count ? args[++i] : throw new UsageException($"{a} needs a value");
-            long Positive(string text, long max) =>
-                long.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) && v >= 1 && v <= max
-                    ? v : throw new UsageException($"{a}: '{text}' is not a number in 1..{max}");
-            switch (a)
+            HelpName = "K",
+            Description = "child processes per start-up figure, 0 to skip (default 15)",
+            CustomParser = r => r.Tokens.Single().Value == "0" ? 0 : PositiveValue(r, "--startup-runs", 1000),
+        };
+        var vcpus = new Option<IReadOnlyList<int>>("--vcpus")
+        {
+            HelpName = "LIST",
+            Description = "vCPU counts (default 1,2,4)",
+            DefaultValueFactory = _ => [1, 2, 4],
+            CustomParser = r => Items(r).Select(v => (int)PositiveValue(r, "--vcpus", 64, v)).Distinct().ToList(),
+        };
+        var workloads = new Option<IReadOnlyList<Workload>>("--workloads")
+        {
+            HelpName = "LIST",
+            Description = "out, inout (default both)",
+            DefaultValueFactory = _ => [Workload.Out, Workload.InOut],
+            CustomParser = r => Items(r).Select(w => w switch
             {
-                case "--quick": quick = true; break;
-                case "--n": n = Positive(Next(), 1L << 31); break;
-                case "--rounds": rounds = (int)Positive(Next(), 1000); break;
-                case "--startup-runs":
-                    var s = Next();
-                    startup = s == "0" ? 0 : (int)Positive(s, 1000);
-                    break;
-                case "--vcpus":
-                    vcpus = Next().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-                        .Select(v => (int)Positive(v, 64)).Distinct().ToList();
-                    break;
-                case "--workloads":
-                    workloads = Next().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-                        .Select(w => w switch
-                        {
-                            "out" => Workload.Out,
-                            "inout" => Workload.InOut,
-                            _ => throw new UsageException($"--workloads: '{w}' is not out or inout"),
-                        }).Distinct().ToList();
-                    break;
-                case "--no-native": native = false; break;
-                case "--ablation": ablation = true; break;
-                case "--exitbench": source = Next(); break;
-                case "--json": json = Next(); break;
-                default: throw new UsageException($"bench: unknown option '{a}'");
-            }
-        }
-        if (vcpus.Count == 0 || workloads.Count == 0) throw new UsageException("bench: nothing to run");
-        return new BenchOptions(n ?? (quick ? 5000 : 20000), rounds ?? (quick ? 3 : 7), vcpus, workloads, json,
-            startup ?? (quick ? 3 : 15), native, source, quick, ablation);
+                "out" => Workload.Out,
+                "inout" => Workload.InOut,
+                _ => Fail(r, $"--workloads: '{w}' is not out or inout", Workload.Out),
+            }).Distinct().ToList(),
+        };
+        var noNative = new Option<bool>("--no-native") { Description = "skip the C exitbench reference (compiled with gcc at bench time)" };
+        var exitbench = new Option<string?>("--exitbench")
+        {
+            HelpName = "PATH",
+            Description = "exitbench.c (default: shared/reference/exitbench.c found above this directory)",
+        };
+        var ablation = new Option<bool>("--ablation")
+        {
+            Description = "also run the actor runtime with each part of the exit-path design switched off " +
+                          "(thread-pool devices, no read snapshots, one exit per message, all three)",
+        };
+        var json = new Option<string?>("--json") { HelpName = "FILE", Description = "also write the results as JSON" };
+        var command = new Command("bench", "the exit path of the actor runtime against a plain loop, side by side in this process, " +
+                                           "and the start-up time of `kvmactors run` against exitbench.c; prints a table (exit status 0, 1 without KVM)")
+        {
+            quick, n, rounds, vcpus, workloads, startup, noNative, exitbench, ablation, json,
+        };
+        command.Validators.Add(r =>
+        {
+            if (r.GetValue(vcpus) is { Count: 0 } || r.GetValue(workloads) is { Count: 0 }) r.AddError("bench: nothing to run");
+        });
+        command.SetAction((p, _) =>
+        {
+            var q = p.GetValue(quick);
+            return BenchCommand.RunAsync(new BenchOptions(p.GetValue(n) ?? (q ? 5000 : 20000), (int)(p.GetValue(rounds) ?? (q ? 3 : 7)),
+                p.GetValue(vcpus)!, p.GetValue(workloads)!, p.GetValue(json), (int)(p.GetValue(startup) ?? (q ? 3 : 15)),
+                !p.GetValue(noNative), p.GetValue(exitbench), q, p.GetValue(ablation)));
+        });
+        return command;
+    }
+
+    private static Option<long?> Positive(string name, string helpName, long max, string description) => new(name)
+    {
+        HelpName = helpName,
+        Description = description,
+        CustomParser = r => PositiveValue(r, name, max),
+    };
+
+    private static long PositiveValue(ArgumentResult r, string name, long max, string? text = null)
+    {
+        text ??= r.Tokens.Single().Value;
+        return long.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) && v >= 1 && v <= max
+            ? v : Fail(r, $"{name}: '{text}' is not a number in 1..{max}", 1L);
+    }
+
+    private static IEnumerable<string> Items(ArgumentResult r) =>
+        r.Tokens.Single().Value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+
+    private static T Fail<T>(ArgumentResult r, string error, T placeholder)
+    {
+        r.AddError(error);
+        return placeholder;
     }
 }
 

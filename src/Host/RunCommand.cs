@@ -1,0 +1,171 @@
+using System.Diagnostics;
+using System.Text;
+using Microsoft.Win32.SafeHandles;
+using Akka.Actor;
+using Akka.Configuration;
+using KvmActors.Runtime.Config;
+using KvmActors.Runtime.Vm;
+using Serilog;
+using Serilog.Events;
+
+namespace KvmActors.Host;
+
+/// <summary>
+/// <c>kvmactors run</c>: one VM from a guest file, ended by the guest, by <c>--timeout</c>, by a signal or by
+/// stdout's reader going away. Every wait on the way out is bounded by <c>kvmactors.cli.stop-grace</c>, so a VM
+/// that does not stop (still creating vCPUs, a device blocked on output) never keeps the process alive.
+/// </summary>
+public sealed class RunCommand(RunOptions options)
+{
+    private const string GraceKey = "kvmactors.cli.stop-grace";
+    // How many stop-graces a stop may wait for the guest file and the actor system before the VM is launched.
+    private const int SetupGraces = 10;
+    private readonly Stopwatch _started = Stopwatch.StartNew();
+    // The default until the guest file's own setting is read.
+    private TimeSpan _grace = KvmActorsConfig.WithDefaults(Config.Empty).GetTimeSpan(GraceKey);
+    private readonly TaskCompletionSource _launched = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public async Task<int> RunAsync()
+    {
+        // The end path runs on pool threads (timers, continuations) while a VM's setup may block pool threads
+        // (creating vCPUs), and the pool adds threads only slowly: start with enough that a stop is never late.
+        ThreadPool.GetMinThreads(out var workers, out var io);
+        ThreadPool.SetMinThreads(Math.Max(workers, 32), io);
+        using var stops = new StopRequests(options.Timeout);
+        // Console's own streams lock Console.Out around every write, to stdout and stderr alike: a guest write
+        // blocked on a full stdout would block every stderr line (the summary, the logs). So stderr gets a writer
+        // of its own on fd 2, and so does Console.Out: fd 1 carries only guest bytes (the sinks write it
+        // directly), and anything written to Console.Out (e.g. Akka's fallback logger at shutdown) goes to stderr.
+        Console.SetError(StderrWriter());
+        Console.SetOut(StderrWriter());
+        var run = Task.Run(() => RunVmAsync(stops));
+        if (await Task.WhenAny(run, stops.First) == run) return await run;
+        // Once the VM is launched RunVmAsync answers the stop itself, every wait bounded; this bounds the setup
+        // before that (loading the guest file, starting the actor system), generously: a slow start is not a stuck one.
+        await Task.WhenAny(_launched.Task, run, Task.Delay(_grace * SetupGraces));
+        if (_launched.Task.IsCompleted || run.IsCompleted) return await run;
+        var stop = stops.First.Result;
+        Console.Error.WriteLine($"kvmactors: {stop.Why}: the VM was not set up {(_grace * SetupGraces).TotalMilliseconds:0} ms later; exiting");
+        return stop.Status;
+    }
+
+    private static TextWriter StderrWriter() => TextWriter.Synchronized(
+        new StreamWriter(new FileStream(new SafeFileHandle(2, ownsHandle: false), FileAccess.Write, bufferSize: 0), new UTF8Encoding(false))
+        {
+            AutoFlush = true,
+        });
+
+    private async Task<int> RunVmAsync(StopRequests stops)
+    {
+        var spec = options.ConfigPath is null
+            ? GuestConfigLoader.FromText(BuiltInGuests.Seed, GuestConfigLoader.BuiltIn, Environment.CurrentDirectory, options.Sets)
+            : GuestConfigLoader.LoadFile(options.ConfigPath, options.Sets);
+        var runtimeConfig = KvmActorsConfig.WithDefaults(AkkaConfig().WithFallback(spec.RuntimeConfig));
+        _grace = Grace(runtimeConfig, options.ConfigPath ?? GuestConfigLoader.BuiltIn);
+
+        // Logs go to stderr through Serilog (Akka.Logger.Serilog); stdout carries only guest output.
+        Log.Logger = new LoggerConfiguration()
+            .MinimumLevel.Is(SerilogLevel(options.LogLevel))
+            .WriteTo.Console(standardErrorFromLevel: LogEventLevel.Verbose,
+                outputTemplate: "[{Timestamp:HH:mm:ss.fff} {Level:u3}] {Message:lj}{NewLine}{Exception}")
+            .CreateLogger();
+        var system = ActorSystem.Create("kvmactors", runtimeConfig);
+        var stopped = true;
+        try
+        {
+            var (vm, ended) = VmLauncher.Launch(system, spec, RuntimeSettingsBinder.Bind(system.Settings.Config, spec.SourceFile, BuiltInDevices.Assemblies), "vm");
+            _launched.TrySetResult();
+            StopRequest? stop = null;
+            if (await Task.WhenAny(ended, stops.First) != ended)
+            {
+                stop = stops.First.Result;
+                vm.Tell(new StopVm(stop.Why));
+                await Task.WhenAny(ended, Task.Delay(_grace));
+            }
+            stopped = ended.IsCompleted;
+            var result = stopped
+                ? ended.Result
+                : new VmEnded(spec.Name, VmEndReason.StoppedOnRequest, $"{stop!.Why}; the VM had not stopped {_grace.TotalMilliseconds:0} ms after the request",
+                    0, null, []);
+            var status = StatusOf(result, stop);
+            Summarise(result);
+            if (options.ReportPath is { } path) EndReport.TryWrite(path, result, status, _started.Elapsed, _grace);
+            return status;
+        }
+        finally
+        {
+            // A VM that did not stop would hold up the actor system's termination: the process exit ends it instead.
+            if (stopped) await Task.WhenAny(system.Terminate(), Task.Delay(_grace));
+            await Task.WhenAny(Log.CloseAndFlushAsync().AsTask(), Task.Delay(_grace));
+        }
+    }
+
+    /// <summary>
+    /// The precedence of end statuses: a stop the CLI asked for (timeout, signal, stdout closed) decides only if
+    /// the VM ended because of it; a VM that ended by itself first (halt, debug exit, guest failure) keeps its own.
+    /// </summary>
+    public static int StatusOf(VmEnded ended, StopRequest? stop)
+    {
+        if (stop is not null && ended.Reason == VmEndReason.StoppedOnRequest) return stop.Status;
+        return ended.Reason switch
+        {
+            VmEndReason.Halted or VmEndReason.ResetRequested or VmEndReason.StoppedOnRequest => ExitCodes.Ok,
+            VmEndReason.GuestExit => ended.ExitStatus,
+            VmEndReason.GuestFailure => ExitCodes.Failure,
+            _ => ended.ExitStatus == 0 ? ExitCodes.Failure : ended.ExitStatus,
+        };
+    }
+
+    /// <summary>The end summary on stderr: how the VM ended, and for a guest failure its registers and instruction.</summary>
+    private static void Summarise(VmEnded ended)
+    {
+        var exits = ended.Vcpus.Sum(v => v.Exits);
+        var restarts = ended.ActorFailures.Count(f => f.Restarted);
+        Console.Error.WriteLine($"kvmactors: {ended.VmName}: {ended.Reason}: {ended.Detail}{ErrorReport.FdLimitNote(ended.Detail)} " +
+                                $"({ended.Vcpus.Count} vCPU(s), {exits} exits{(restarts > 0 ? $", {restarts} actor restart(s)" : "")})");
+        if (ended.Failure is { } f) Console.Error.WriteLine(f.Describe());
+    }
+
+    private Config AkkaConfig() => ConfigurationFactory.ParseString($$"""
+        akka {
+          loggers = ["Akka.Logger.Serilog.SerilogLogger, Akka.Logger.Serilog"]
+          loglevel = {{AkkaLevel(options.LogLevel)}}
+          stdout-loglevel = OFF
+          log-config-on-start = off
+          log-dead-letters = off
+          log-dead-letters-during-shutdown = off
+          # The CLI bounds its own shutdown; a CLR exit hook would run the coordinated shutdown again, unbounded.
+          coordinated-shutdown.run-by-clr-shutdown-hook = off
+        }
+        """);
+
+    private static TimeSpan Grace(Config config, string file)
+    {
+        TimeSpan grace;
+        try { grace = config.GetTimeSpan(GraceKey); }
+        catch (Exception e) when (e is FormatException or OverflowException or ConfigurationException)
+        {
+            throw new ConfigException(file, GraceKey, $"not a duration: {e.Message}");
+        }
+        return grace > TimeSpan.Zero && grace <= TimeSpan.FromMinutes(1)
+            ? grace
+            : throw new ConfigException(file, GraceKey, $"{grace} is outside 1ms..1m");
+    }
+
+    private static LogEventLevel SerilogLevel(string level) => level switch
+    {
+        "verbose" => LogEventLevel.Verbose,
+        "debug" => LogEventLevel.Debug,
+        "info" => LogEventLevel.Information,
+        "error" => LogEventLevel.Error,
+        _ => LogEventLevel.Warning,
+    };
+
+    private static string AkkaLevel(string level) => level switch
+    {
+        "verbose" or "debug" => "DEBUG",
+        "info" => "INFO",
+        "error" => "ERROR",
+        _ => "WARNING",
+    };
+}
