@@ -46,7 +46,8 @@ public sealed partial class VmActor
     private void LogUnmappedTotal(IReadOnlyList<VcpuSummary> summaries)
     {
         var total = summaries.Sum(s => s.UnmappedAccesses);
-        if (total > 0) _log.Info("VM '{0}': {1} unmapped access(es) in all", _spec.Name, total);
+        // One closing line with the count, since the per-page lines stop at the log's capacity.
+        if (total > 0) _log.Warning("VM '{0}': {1} unmapped access(es) in all", _spec.Name, total);
     }
 
     private void OnSetIrqLine(SetIrqLine irq)

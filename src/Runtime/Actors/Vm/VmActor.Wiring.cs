@@ -9,9 +9,10 @@ namespace KvmActors.Runtime.Vm;
 
 // Set-up, in stages so the mailbox is served in between (a StopVm during set-up is honoured at once):
 // 1. PreStart: the machine (KVM VM, memory, image, vCPU fds), the device actors and the buses;
-// 2. every device has started (its constructor and PreStart ran: an Identify answered), so a bad device option
-//    ends the VM before the guest ran a single instruction;
-// 3. the vCPU actors, VcpuBatch at a time, each batch one self-message.
+// 2. the vCPU actors, VcpuBatch at a time, each batch one self-message, created held (paused before their
+//    first KVM_RUN), in parallel with the devices' start;
+// 3. once every device has started (its constructor and PreStart ran: an Identify answered) the vCPUs are
+//    let go, so a bad device option ends the VM before the guest ran a single instruction.
 public sealed partial class VmActor
 {
     /// <summary>vCPU actors created per <see cref="CreateVcpus"/> message (each is a pinned thread).</summary>
@@ -78,13 +79,16 @@ public sealed partial class VmActor
         }
         _log.Info("VM '{0}' created: {1} vCPU(s), {2} KiB RAM, {3} device(s)", _spec.Name, _spec.Machine.VcpuCount, machine.RamSize / 1024, _spec.Devices.Count);
         StartDebugger();
-        if (_devicesStarting.Count == 0) Self.Tell(new CreateVcpus(0));
+        Self.Tell(new CreateVcpus(0));
     }
+
+    private bool DevicesStarted => _devicesStarting.Count == 0;
 
     private void DeviceStarted(IActorRef? device)
     {
-        if (device is null || !_devicesStarting.Remove(device) || _devicesStarting.Count > 0) return;
-        Self.Tell(new CreateVcpus(0));
+        if (device is null || !_devicesStarting.Remove(device) || !DevicesStarted || _end is not null) return;
+        if (StartsPaused) return; // guest.gdb.wait: gdb's first continue lets them go
+        foreach (var actor in _vcpuActors.Keys) actor.Tell(new ResumeVcpu()); // the held vCPUs enter the guest
     }
 
     private void CreateVcpuBatch(int from)
@@ -95,7 +99,7 @@ public sealed partial class VmActor
         for (var i = from; i < to; i++)
         {
             var vcpu = vcpus[i];
-            var progress = _progress[vcpu.Id] = new VcpuProgress { Paused = StartsPaused };
+            var progress = _progress[vcpu.Id] = new VcpuProgress { Paused = !DevicesStarted || StartsPaused };
             var setup = new VcpuSetup(vcpu, vcpus.Count, _ports!, _mmio!, _machine.Memory, _spec.UnmappedIo, _settings,
                 progress, _spec.VcpuFaults.GetValueOrDefault(vcpu.Id));
             var actor = Context.ActorOf(VcpuActor.Props(setup), $"vcpu-{vcpu.Id}");

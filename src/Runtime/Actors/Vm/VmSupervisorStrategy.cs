@@ -56,9 +56,12 @@ internal sealed class VmSupervisorStrategy(
     {
         for (var e = cause; e is not null; e = e.InnerException)
             if (e is KvmActorsException { Kind: ErrorKind.Config } config) return (config, 2);
-        if (cause is ActorInitializationException init)
-            return (init.InnerException ?? init, 1);
-        return null;
+        if (cause is not ActorInitializationException) return null;
+        // The exception the constructor or PreStart threw: the innermost, under the wrappers that actor
+        // creation adds (ActorInitializationException, TypeLoadException, TargetInvocationException).
+        var error = cause;
+        while (error.InnerException is { } inner) error = inner;
+        return (error, 1);
     }
 }
 
