@@ -104,7 +104,7 @@ public sealed class VmActor : UntypedActor, IWithTimers
 
     private void Setup()
     {
-        _machine = Machine.Create(_spec.Machine, _settings.KvmDevice);
+        var kernel = _machine = Machine.Create(_spec.Machine, _settings.KvmDevice);
         var machine = _machine.Info;
         var registry = _settings.Registry;
         var portEntries = new List<PortBus.Entry>();
@@ -118,6 +118,7 @@ public sealed class VmActor : UntypedActor, IWithTimers
             {
                 Name = d.Name, Type = d.Type, Options = d.Options, Ports = d.Ports, Mmio = d.Mmio, Irqs = d.Irqs,
                 Vm = Self, Machine = machine, Faults = _spec.DeviceFaults.GetValueOrDefault(d.Name),
+                DriveIrqLine = kernel.HasIrqchip ? (line, level) => kernel.SetIrqLine(line, level) : null,
             };
             var actor = Context.ActorOf(DeviceRegistry.PropsFor(type, ctx).WithDispatcher(DeviceDispatcher.ConfigPath), $"device-{d.Name}");
             Context.Watch(actor);
