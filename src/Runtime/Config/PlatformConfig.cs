@@ -91,6 +91,11 @@ public static class PlatformConfig
                             "with guest.irqchip = true only vCPU 0 (the boot processor) starts at the entry point; the others wait for INIT/SIPI and start at the SIPI vector, so they take no registers");
         }
 
+        // ACPI tables: auto = with the irqchip, where RAM covers the BIOS area they go to.
+        var acpiText = StrOr(guest, "acpi", "auto", Error).Trim().ToLowerInvariant();
+        var acpiArea = memory.Any(r => !r.ReadOnly && r.GuestAddress <= Boot.Acpi.AcpiLayout.AreaStart && Boot.Acpi.AcpiLayout.AreaEnd <= r.GuestAddress + r.Size);
+        var acpi = acpiText == "auto" ? irqchip && acpiArea : Bool(guest, "acpi", Error);
+
         // CPUID mask.
         var mask = new List<string>();
         var maskValue = guest.HasPath("cpuid.mask") ? guest.GetValue("cpuid.mask") : null;
@@ -111,6 +116,7 @@ public static class PlatformConfig
             Mode = mode,
             Format = format,
             Irqchip = irqchip,
+            Acpi = acpi,
             CpuidMask = mask,
             ProgramName = image.Path is null ? "kernel" : image.Origin,
             Cmdline = cmdline.Trim(),
