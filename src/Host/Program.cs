@@ -32,6 +32,7 @@ namespace KvmActors.Host
                 {
                     "run" => await Run(CommandLine.ParseRun(args.Skip(1).ToList())),
                     "bench" => await Bench.BenchCommand.RunAsync(Bench.BenchOptions.Parse(args.Skip(1).ToList())),
+                    "qemu" => await Qemu.QemuCommand.RunAsync(args[1..]),
                     _ => throw new UsageException($"unknown command '{args[0]}'"),
                 };
             }
