@@ -31,6 +31,14 @@ public static class QemuCommand
             return 0;
         }
 
+        // Harnesses probe their options with a kernel that does not exist and look for QEMU's message.
+        foreach (var (what, file) in new[] { ("kernel", q.Kernel), ("initrd", q.Initrd) })
+            if (file is not null && !File.Exists(file))
+            {
+                Console.Error.WriteLine($"kvmactors-qemu: could not load {what} '{file}': No such file or directory");
+                return BadCommandLine;
+            }
+
         var dir = Directory.CreateTempSubdirectory("kvmactors-qemu-");
         var guestFile = Path.Combine(dir.FullName, "guest.conf");
         var reportFile = Path.Combine(dir.FullName, "report.json");

@@ -46,6 +46,22 @@ public sealed class QemuCommandTests
         Assert.Equal(new MmioRange(0xff000000, 0xff00ffff), Assert.Single(spec.Devices.Single(d => d.Name == "pc-testdev").Mmio));
     }
 
+    [Fact]
+    public void Cpu_minus_a_feature_hides_it_and_plus_a_known_feature_is_accepted()
+    {
+        var q = QemuCommandLine.Parse(["-kernel", "k", "-cpu", "qemu64,+x2apic,-tsc-deadline,-pcid"]);
+        Assert.Equal(["tsc-deadline", "pcid"], q.CpuidMask);
+        Assert.Contains("cpuid.mask = [\"tsc-deadline\", \"pcid\"]", QemuCommandLine.ToHocon(q, "/"));
+    }
+
+    [Fact]
+    public void A_missing_kernel_gives_the_message_harnesses_probe_for()
+    {
+        var r = Kvmactors.Run("qemu", "-kernel", "_NO_FILE_4Uhere_", "-smp", "2");
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("could not load kernel '_NO_FILE_4Uhere_'", r.Stderr); // kvm-unit-tests' premature-failure probe
+    }
+
     [Theory]
     [InlineData("256", 256UL << 20)]
     [InlineData("64M", 64UL << 20)]
@@ -60,12 +76,12 @@ public sealed class QemuCommandTests
     [InlineData("-device", "-device e1000: 'e1000' is not a device KvmActors provides (see -device help)", "e1000")]
     [InlineData("-smp", "-smp zero: expected a CPU count from 1 to 255", "zero")]
     [InlineData("-serial", "-serial pty: supported are stdio, none and file:PATH", "pty")]
-    [InlineData("-cpu", "-cpu max,+x2apic: CPU feature options are not supported yet", "max,+x2apic")]
+    [InlineData("-cpu", "-cpu max,host-phys-bits: 'host-phys-bits' is not supported", "max,host-phys-bits")]
     public void Unknown_or_unsupported_options_are_errors_naming_the_option(string option, string message, string? value = null)
     {
         string[] args = value is null ? ["-kernel", "k", option] : ["-kernel", "k", option, value];
         var e = Assert.Throws<QemuUsageException>(() => QemuCommandLine.Parse(args));
-        Assert.Equal(message, e.Message);
+        Assert.StartsWith(message, e.Message);
     }
 
     [Fact]
