@@ -1,5 +1,6 @@
 using System.Globalization;
 using KvmActors.Sdk;
+using KvmActors.Tests.Qemu;
 using KvmActors.Tests.Support;
 using Xunit;
 using Xunit.Abstractions;
@@ -13,31 +14,21 @@ public sealed class AcpiKvmTests(ITestOutputHelper output) : KvmTestKit(output)
     public void A_guest_finds_the_fadt_through_the_rsdp_and_the_pm_timer_runs_at_its_rate_against_the_rtc()
     {
         var sink = SinkName();
-        var ended = Run(Guest($$"""
-            guest {
-              irqchip = true
-              image {
-                inline = "{{Guests.Hex(AcpiGuests.PmTimerAgainstRtc())}}"
-                load-address = {{AcpiGuests.Load}}
-              }
-              cpu.mode = protected
-              devices {
-                com1.options.sink = "memory:{{sink}}"
-                pm {
-                  type = acpi-pm
-                  ports = ["0x600-0x60b"]
-                }
-                rtc {
-                  type = cmos-rtc
-                  ports = ["0x70-0x71"]
-                }
-                exit {
-                  type = debug-exit
-                  ports = ["0xf4"]
-                }
-              }
+        var ended = Run(Guest(QemuGuests.ProtectedIrqchipGuest(AcpiGuests.PmTimerAgainstRtc(), AcpiGuests.Load, $$"""
+            com1.options.sink = "memory:{{sink}}"
+            pm {
+              type = acpi-pm
+              ports = ["0x600-0x60b"]
             }
-            """), TimeSpan.FromSeconds(20));
+            rtc {
+              type = cmos-rtc
+              ports = ["0x70-0x71"]
+            }
+            exit {
+              type = debug-exit
+              ports = ["0xf4"]
+            }
+            """)), TimeSpan.FromSeconds(20));
 
         var text = SinkText(sink);
         Assert.True(ended.Reason == VmEndReason.GuestExit, $"{ended} {ended.Failure} {text}");

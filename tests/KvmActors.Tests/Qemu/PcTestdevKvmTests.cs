@@ -23,19 +23,7 @@ public sealed class PcTestdevKvmTests(ITestOutputHelper output) : KvmTestKit(out
     [KvmFact]
     public void An_irq_raised_through_pc_testdev_is_taken_through_the_ioapic_by_the_next_instruction()
     {
-        var ended = Run(Guest($$"""
-            guest {
-              irqchip = true
-              image {
-                inline = "{{Guests.Hex(QemuGuests.PcTestdevIrq())}}"
-                load-address = {{QemuGuests.Load}}
-              }
-              cpu.mode = protected
-              devices {
-                {{TestdevEntry}}
-              }
-            }
-            """), TimeSpan.FromSeconds(20));
+        var ended = Run(Guest(QemuGuests.ProtectedIrqchipGuest(QemuGuests.PcTestdevIrq(), QemuGuests.Load, TestdevEntry)), TimeSpan.FromSeconds(20));
 
         Assert.True(ended.Reason == VmEndReason.GuestExit, $"{ended} {ended.Failure}");
         // v = 0x41: the interrupt was taken right after the OUT that raised the line.

@@ -12,6 +12,21 @@ public static class QemuGuests
     private const uint IoApic = 0xfec00000, LocalApic = 0xfee00000;
     public const int IrqLine = 14, Vector = 0x20;
 
+    /// <summary>A guest file: <paramref name="image"/> at <paramref name="load"/> in protected mode with the irqchip (so ACPI too) and <paramref name="devices"/>.</summary>
+    public static string ProtectedIrqchipGuest(byte[] image, ulong load, string devices) => $$"""
+        guest {
+          irqchip = true
+          image {
+            inline = "{{Guests.Hex(image)}}"
+            load-address = {{load}}
+          }
+          cpu.mode = protected
+          devices {
+            {{devices}}
+          }
+        }
+        """;
+
     /// <summary>
     /// Masks the PIC, installs an IDT gate for vector 0x20, enables the local APIC, routes IOAPIC pin 14 to vector
     /// 0x20 (edge, fixed, APIC 0), sti, and raises line 14 through pc-testdev (out 0x200e, 1) with EBX = 0; one
