@@ -75,7 +75,7 @@ namespace KvmActors.Host
             try
             {
                 var started = System.Diagnostics.Stopwatch.StartNew();
-                var (vm, ended) = VmLauncher.Launch(system, spec, VmSettings.From(system.Settings.Config), "vm");
+                var (vm, ended) = VmLauncher.Launch(system, spec, RuntimeSettingsBinder.Bind(system.Settings.Config, spec.SourceFile), "vm");
 
                 var interrupted = new TaskCompletionSource();
                 ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; interrupted.TrySetResult(); };

@@ -11,10 +11,8 @@ public sealed record SampleCounterSettings(uint Initial, uint Step)
     public static SampleCounterSettings Parse(DeviceOptions options)
     {
         options.RejectUnknown("initial", "step");
-        var initial = options.GetInteger("initial", 0);
-        if (initial is < 0 or > uint.MaxValue) throw options.Error("initial", $"{initial} does not fit in 32 bits");
-        var step = options.GetInteger("step", 0);
-        if (step is < 0 or > 0xffff) throw options.Error("step", $"{step} is out of range (0..0xffff)");
+        var initial = options.GetInteger("initial", 0, 0, uint.MaxValue);
+        var step = options.GetInteger("step", 0, 0, 0xffff);
         return new SampleCounterSettings((uint)initial, (uint)step);
     }
 }

@@ -14,14 +14,11 @@ public sealed record DebugConSettings(string Sink, byte Readback)
     public static DebugConSettings Parse(DeviceOptions options)
     {
         options.RejectUnknown("sink", "readback");
-        // An unquoted `sink = null` is a HOCON null, which DeviceOptions.GetString hands back as a null
-        // string: take it to mean what it says, the null sink.
-        var sink = (string?)options.GetString("sink", DefaultSink) ?? "null";
+        // An unquoted `sink = null` is a HOCON null: GetString takes it to mean what it says, the null sink.
+        var sink = options.GetString("sink", DefaultSink);
         if (sink.Length == 0) throw options.Error("sink", "empty (use stdout, stderr, null, file:PATH or memory:NAME)");
-        var readback = options.GetInteger("readback", DefaultReadback);
-        if (readback is < 0 or > 0xff)
-            throw options.Error("readback", $"{readback} does not fit in a byte (0..255)");
-        return new DebugConSettings(sink, (byte)readback);
+        var readback = (byte)options.GetInteger("readback", DefaultReadback, 0, 0xff);
+        return new DebugConSettings(sink, readback);
     }
 }
 

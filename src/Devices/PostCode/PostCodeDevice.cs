@@ -30,10 +30,7 @@ public sealed class PostCodeDevice : DeviceActor
     public static int ParseMaxCodes(DeviceOptions options)
     {
         options.RejectUnknown("max-codes");
-        var max = options.GetInteger("max-codes", DefaultMaxCodes);
-        if (max is < 1 or > int.MaxValue)
-            throw options.Error("max-codes", $"{max} is out of range (1..{int.MaxValue})");
-        return (int)max;
+        return (int)options.GetInteger("max-codes", DefaultMaxCodes, 1, int.MaxValue);
     }
 
     protected override void OnWrite(DeviceAccess access, ulong value)

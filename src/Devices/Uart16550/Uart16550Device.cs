@@ -55,14 +55,12 @@ public sealed class Uart16550Device : DeviceActor
         var options = context.Options;
         options.RejectUnknown("sink", "input", "irq");
 
-        long irq = options.GetInteger("irq", context.Irqs.Count > 0 ? context.Irqs[0] : 4);
-        if (irq is < 0 or > 1023) throw options.Error("irq", $"{irq} is not an interrupt line");
-        _irq = (int)irq;
+        _irq = (int)options.GetInteger("irq", context.Irqs.Count > 0 ? context.Irqs[0] : 4, 0, 1023);
 
         _state = Kept(() =>
         {
-            // HOCON reads `null` (even quoted) as no value: take it as the null sink the user meant.
-            var sink = options.GetString("sink", "stdout") ?? "none";
+            // HOCON reads `null` (even quoted) as no value: GetString takes it as the null sink the user meant.
+            var sink = options.GetString("sink", "stdout");
             IGuestOutput output;
             try { output = HostIo.OpenOutput(sink, options.BaseDirectory); }
             catch (Exception e) when (e is ArgumentException or IOException or UnauthorizedAccessException)
@@ -70,7 +68,7 @@ public sealed class Uart16550Device : DeviceActor
                 throw options.Error("sink", e.Message);
             }
 
-            var input = options.GetString("input", "none") ?? "none";
+            var input = options.GetString("input", "none", whenNull: "none");
             IHostInput? source;
             try { source = HostIo.OpenInput(input); }
             catch (ArgumentException e) { throw options.Error("input", e.Message); }

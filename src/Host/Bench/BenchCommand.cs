@@ -136,7 +136,7 @@ public static class BenchCommand
 
     public static async Task<int> RunAsync(BenchOptions o)
     {
-        var kvm = KvmActorsConfig.Reference.GetString("kvmactors.kvm-device");
+        var kvm = RuntimeSettingsBinder.Default.KvmDevice;
         if (KvmActors.Runtime.Kvm.KvmSystem.Unavailable(kvm) is { } why)
         {
             Console.Error.WriteLine($"kvmactors bench: {kvm} unavailable: {why}");
@@ -163,7 +163,7 @@ public static class BenchCommand
                     akka.log-dead-letters-during-shutdown = off
                     {v.AkkaOverrides}
                     """)));
-                v.Settings = VmSettings.From(v.System.Settings.Config);
+                v.Settings = RuntimeSettingsBinder.Bind(v.System.Settings.Config, "<bench>");
             }
             var kvmDevice = ActorsVariant.Settings!.KvmDevice;
             var timeout = TimeSpan.FromSeconds(Math.Max(60, o.Iterations / 1000.0));

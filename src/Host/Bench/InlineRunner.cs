@@ -13,7 +13,7 @@ namespace KvmActors.Host.Bench;
 /// actors, no messages. COM1 is the same <see cref="Uart16550"/> register model the UART actor wraps, behind
 /// a lock (the big-lock model of a classic VMM), with its output dropped like sink null.
 /// </summary>
-public static unsafe class InlineRunner
+public static class InlineRunner
 {
     public sealed record Result(long ComExits, TimeSpan Elapsed, TimeSpan Cpu);
 
@@ -48,7 +48,6 @@ public static unsafe class InlineRunner
     /// <summary>KVM_RUN until HLT; every exit handled inline. Returns the number of COM1 exits.</summary>
     private static long Loop(KvmVcpu vcpu, Uart16550 uart, BenchMarks marks)
     {
-        var run = vcpu.RunArea;
         long com = 0;
         var timing = new ExitTiming.Probe(); // the same probe the vCPU actor uses, when the bench turns it on
         var timed = ExitTiming.Enabled;
@@ -58,7 +57,8 @@ public static unsafe class InlineRunner
             var err = vcpu.Run();
             if (timed) timing.AfterRun();
             if (err != 0) continue; // EINTR: nobody kicks this loop, but a stray signal just re-enters
-            var reason = vcpu.ExitReason;
+            var exit = vcpu.Exit; // the same typed view the vCPU actor decodes exits with
+            var reason = exit.Reason;
             if (reason == KvmExitReason.Hlt)
             {
                 timing.Flush();
@@ -67,21 +67,22 @@ public static unsafe class InlineRunner
             if (reason != KvmExitReason.Io)
                 throw new InvalidOperationException($"vcpu {vcpu.Id}: unexpected exit {reason}");
 
-            var isIn = run[KvmRunLayout.IoDirection] == KvmRunLayout.IoIn;
-            var port = *(ushort*)(run + KvmRunLayout.IoPort);
-            var data = run + (int)*(ulong*)(run + KvmRunLayout.IoDataOffset);
+            var io = exit.Io;
+            var isIn = io.IsIn;
+            var port = io.Port;
+            var data = io.Data;
             if (port >= BenchGuests.ComData && port <= BenchGuests.ComData + 7)
             {
                 com++;
                 lock (uart)
                 {
-                    if (isIn) *data = (byte)uart.Read(port - BenchGuests.ComData);
-                    else uart.Write(port - BenchGuests.ComData, *data);
+                    if (isIn) data[0] = (byte)uart.Read(port - BenchGuests.ComData);
+                    else uart.Write(port - BenchGuests.ComData, data[0]);
                 }
             }
             else if (port == BenchGuests.MarkerPort && !isIn)
             {
-                marks.Mark(vcpu.Id, *data);
+                marks.Mark(vcpu.Id, data[0]);
             }
             else
             {

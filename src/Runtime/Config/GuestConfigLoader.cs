@@ -1,5 +1,4 @@
 using System.Globalization;
-using Akka.Configuration;
 using Akka.Configuration.Hocon;
 using KvmActors.Runtime.Boot;
 using KvmActors.Runtime.Memory;
@@ -20,35 +19,66 @@ public static class GuestConfigLoader
         ["rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip", "rflags"];
     public static readonly string[] SegmentNames = ["cs", "ds", "es", "fs", "gs", "ss"];
 
+    /// <summary>A guest file is text of a few KiB; anything larger than this is not one.</summary>
+    public const ulong MaxConfigBytes = HoconText.MaxFileBytes;
+
     public static GuestSpec LoadFile(string path, IEnumerable<string>? overrides = null)
     {
         var full = Path.GetFullPath(path);
-        if (!File.Exists(full)) throw new ConfigException(path, "(file)", "no such file");
-        return FromText(File.ReadAllText(full), path, Path.GetDirectoryName(full)!, overrides);
+        var bytes = ConfigFiles.Read(full, path, MaxConfigBytes, "a guest file", problem => new ConfigException(path, "(file)", problem));
+        return FromText(System.Text.Encoding.UTF8.GetString(bytes), path, Path.GetDirectoryName(full)!, overrides);
     }
 
     public static GuestSpec FromText(string hocon, string sourceFile, string baseDirectory, IEnumerable<string>? overrides = null)
     {
-        var file = Parse(hocon, sourceFile);
+        var file = HoconText.Parse(hocon, sourceFile, baseDirectory);
         Schema.Check(file, sourceFile);
         var merged = file;
+        var ov = Akka.Configuration.Config.Empty;
         var overrideList = overrides?.ToList() ?? [];
         if (overrideList.Count > 0)
         {
-            var ov = ParseOverrides(overrideList);
+            ov = ParseOverrides(overrideList, baseDirectory);
             Schema.Check(ov, OverridesSource);
             merged = ov.WithFallback(file);
         }
+        var sourceOf = SourceOf(ov, sourceFile);
+        var root = new ConfigSection(merged, "", sourceFile, baseDirectory, sourceOf);
+        // Shape first (guest = 1 is an error), then the guest block over its defaults.
+        var fileGuest = root.GetSection("guest");
         var defaults = KvmActorsConfig.Reference.GetConfig("kvmactors.guest-defaults");
-        var guest = merged.HasPath("guest") ? merged.GetConfig("guest").WithFallback(defaults) : defaults;
-        var runtime = merged.HasPath("kvmactors")
-            ? merged.GetConfig("kvmactors").Root.AtKey("kvmactors")
-            : Akka.Configuration.Config.Empty;
-        return new Binder(guest, sourceFile, baseDirectory).Bind() with { RuntimeConfig = runtime };
+        var guest = new ConfigSection(fileGuest.Keys.Count > 0 ? merged.GetConfig("guest").WithFallback(defaults) : defaults,
+            "guest", sourceFile, baseDirectory, sourceOf);
+        // Runtime settings are checked here too, so a bad one is reported before anything starts.
+        var runtime = root.GetSection("kvmactors").Keys.Count > 0 ? merged.GetConfig("kvmactors") : null;
+        var runtimeDefaults = KvmActorsConfig.Reference.GetConfig("kvmactors");
+        RuntimeSettingsBinder.Validate(new ConfigSection(runtime?.WithFallback(runtimeDefaults) ?? runtimeDefaults, "kvmactors", sourceFile, baseDirectory, sourceOf));
+        var runtimeConfig = runtime?.Root.AtKey("kvmactors") ?? Akka.Configuration.Config.Empty;
+        return new Binder(guest).Bind() with { RuntimeConfig = runtimeConfig };
+    }
+
+    /// <summary>
+    /// Which source gave a full key: <c>--set</c> when an override set it (or a list or value it lies in),
+    /// the file otherwise (defaults from reference.conf are valid, so their keys are never blamed).
+    /// </summary>
+    private static Func<string, string> SourceOf(Akka.Configuration.Config overrides, string file)
+    {
+        if (overrides.IsEmpty) return _ => file;
+        return key =>
+        {
+            var bracket = key.IndexOf('[');
+            var path = bracket < 0 ? key : key[..bracket];
+            try
+            {
+                if (path.Length == 0 || !overrides.HasPath(path)) return file;
+                return bracket >= 0 || !overrides.GetValue(path).IsObject() || path == key ? OverridesSource : file;
+            }
+            catch (Exception) { return file; }
+        };
     }
 
     /// <summary>Each <c>key=value</c> is a HOCON line; keys are guest-file paths like <c>guest.vcpus</c>.</summary>
-    public static Akka.Configuration.Config ParseOverrides(IEnumerable<string> overrides)
+    public static Akka.Configuration.Config ParseOverrides(IEnumerable<string> overrides, string? baseDirectory = null)
     {
         var text = string.Join("\n", overrides.Select(o =>
         {
@@ -56,294 +86,217 @@ public static class GuestConfigLoader
             if (eq <= 0) throw new ConfigException(OverridesSource, o, "expected key=value");
             return o;
         }));
-        return Parse(text, OverridesSource);
+        return HoconText.Parse(text, OverridesSource, baseDirectory ?? Environment.CurrentDirectory);
     }
 
-    private static Akka.Configuration.Config Parse(string text, string source)
+    /// <summary>Binding with errors naming <c>guest.KEY</c> and its source.</summary>
+    private sealed class Binder(ConfigSection guest)
     {
-        try { return ConfigurationFactory.ParseString(text); }
-        catch (Exception e) { throw new ConfigException(source, "(syntax)", FirstLine(e.Message), e); }
-    }
-
-    private static string FirstLine(string s) => s.Split('\n')[0].Trim();
-
-    /// <summary>Parses "0x3f8-0x3ff", "0x3f8" or a number into an inclusive range.</summary>
-    public static bool TryParseRange(string text, out ulong first, out ulong last)
-    {
-        first = last = 0;
-        var dash = text.IndexOf('-');
-        if (dash < 0) { var ok = ConfigNumbers.TryParse(text, out first); last = first; return ok; }
-        return ConfigNumbers.TryParse(text[..dash], out first) && ConfigNumbers.TryParse(text[(dash + 1)..], out last) && last >= first;
-    }
-
-    /// <summary>Binding with errors naming <c>guest.KEY</c> and the file.</summary>
-    private sealed class Binder(Akka.Configuration.Config guest, string file, string baseDirectory)
-    {
-        private ConfigException Error(string key, string problem) => new(file, "guest." + key, problem);
-
-        private string Str(Akka.Configuration.Config c, string key, string prefix)
-        {
-            try
-            {
-                var v = c.GetValue(key);
-                if (v is null || !v.IsString()) throw Error(prefix + key, "expected a value");
-                return v.GetString();
-            }
-            catch (ConfigException) { throw; }
-            catch (Exception e) { throw Error(prefix + key, e.Message); }
-        }
-
-        private ulong Num(Akka.Configuration.Config c, string key, string prefix, ulong max = ulong.MaxValue)
-        {
-            var text = Str(c, key, prefix);
-            if (!ConfigNumbers.TryParse(text, out var v)) throw Error(prefix + key, $"'{text}' is not a number (decimal, 0x-hex, optional K/M/G)");
-            if (v > max) throw Error(prefix + key, $"{text} is out of range (max 0x{max:x})");
-            return v;
-        }
+        /// <summary>At most this many memory regions: KVM's smallest memslot count (KVM_CAP_NR_MEMSLOTS, 509 on older kernels).</summary>
+        private const int MaxRegions = 509;
 
         public GuestSpec Bind()
         {
-            var name = Str(guest, "name", "");
-            var vcpus = (int)Num(guest, "vcpus", "", 254);
-            if (vcpus < 1) throw Error("vcpus", "must be at least 1");
+            var name = guest.GetString("name");
+            var vcpus = (int)guest.GetInteger("vcpus", max: 254);
+            if (vcpus < 1) throw guest.Error("vcpus", "must be at least 1");
 
-            var memory = BindMemory();
-            var image = BindImage();
-            var platform = PlatformConfig.Bind(guest, file, baseDirectory, vcpus, memory, image);
-            var mode = platform.ModeName;
-            var cpu = BindCpuState(guest.GetConfig("cpu"), "cpu.");
+            var (memory, contents) = BindMemory();
+            var image = BindImage(memory);
+            var platform = PlatformConfig.Bind(guest, vcpus, memory, contents, image);
+            var cpu = BindCpuState(guest.GetSection("cpu"));
             var overrides = new Dictionary<int, CpuStateSpec>();
-            if (guest.HasPath("vcpu-overrides"))
-            {
-                var ov = guest.GetConfig("vcpu-overrides");
-                foreach (var key in Keys(ov))
-                {
-                    if (!int.TryParse(key, NumberStyles.None, CultureInfo.InvariantCulture, out var idx) || idx >= vcpus)
-                        throw Error($"vcpu-overrides.{key}", $"must be a vCPU index 0..{vcpus - 1}");
-                    overrides[idx] = BindCpuState(ov.GetConfig(key), $"vcpu-overrides.{key}.");
-                }
-            }
+            foreach (var (key, section) in guest.GetSection("vcpu-overrides").Sections())
+                overrides[VcpuIndex(guest.GetSection("vcpu-overrides"), key, vcpus)] = BindCpuState(section);
             var devices = BindDevices();
-            var halt = Str(guest, "halt-policy", "");
-            if (halt is not ("all-halted" or "first-halt")) throw Error("halt-policy", $"'{halt}' is not a policy (all-halted, first-halt)");
-            var unmapped = Str(guest, "unmapped-io", "") switch
+            var halt = guest.GetEnum("halt-policy", ["all-halted", "first-halt"], what: "a policy");
+            var unmapped = guest.GetEnum("unmapped-io", new Dictionary<string, UnmappedAccessPolicy>
             {
-                "ignore" => UnmappedAccessPolicy.Ignore,
-                "strict" => UnmappedAccessPolicy.Strict,
-                var other => throw Error("unmapped-io", $"'{other}' is not a policy (ignore, strict)"),
-            };
+                ["ignore"] = UnmappedAccessPolicy.Ignore, ["strict"] = UnmappedAccessPolicy.Strict,
+            }, what: "a policy");
+            var supervision = guest.GetSection("supervision");
+            var faults = guest.GetSection("faults");
             return new GuestSpec
             {
-                Name = name, SourceFile = file, BaseDirectory = baseDirectory,
+                Name = name, SourceFile = guest.File, BaseDirectory = guest.BaseDirectory,
                 Machine = new MachineSpec
                 {
-                    SourceFile = file, VcpuCount = vcpus, Memory = memory, Image = image, Cpu = cpu,
+                    SourceFile = guest.File, VcpuCount = vcpus, Memory = memory, Image = image, Cpu = cpu,
                     VcpuOverrides = overrides, Platform = platform,
                 },
                 Devices = devices, HaltPolicy = halt, UnmappedIo = unmapped,
-                VcpuSupervision = BindSupervision("vcpu"), DeviceSupervision = BindSupervision("device"),
-                VcpuFaults = BindVcpuFaults(vcpus), DeviceFaults = BindDeviceFaults(devices),
+                VcpuSupervision = BindSupervision(supervision.GetSection("vcpu")),
+                DeviceSupervision = BindSupervision(supervision.GetSection("device")),
+                VcpuFaults = BindVcpuFaults(faults.GetSection("vcpus"), vcpus),
+                DeviceFaults = BindDeviceFaults(faults.GetSection("devices"), devices),
+                Gdb = BindGdb(guest.GetSection("gdb")),
             };
         }
 
-        private SupervisionPolicy BindSupervision(string kind)
-        {
-            var p = $"supervision.{kind}.";
-            var c = guest.GetConfig($"supervision.{kind}");
-            var directive = Str(c, "directive", p) switch
-            {
-                "restart" => SupervisionDirective.Restart,
-                "stop-vm" => SupervisionDirective.StopVm,
-                "escalate" => SupervisionDirective.Escalate,
-                var other => throw Error(p + "directive", $"'{other}' is not a directive (restart, stop-vm, escalate)"),
-            };
-            var max = (int)Num(c, "max-restarts", p, 1_000_000);
-            return new SupervisionPolicy(directive, max, Duration(c, "within", p));
-        }
+        private static int VcpuIndex(ConfigSection map, string key, int vcpus) =>
+            int.TryParse(key, NumberStyles.None, CultureInfo.InvariantCulture, out var idx) && idx < vcpus
+                ? idx
+                : throw map.Error(key, $"must be a vCPU index 0..{vcpus - 1}");
 
-        private TimeSpan Duration(Akka.Configuration.Config c, string key, string prefix)
+        private static readonly Dictionary<string, SupervisionDirective> Directives = new()
         {
-            try { return c.GetTimeSpan(key, null, allowInfinite: false); }
-            catch (Exception e) { throw Error(prefix + key, $"'{Str(c, key, prefix)}' is not a duration (e.g. 50ms, 10s): {e.Message}"); }
-        }
-
-        private bool Bool(Akka.Configuration.Config c, string key, string prefix) => Str(c, key, prefix) switch
-        {
-            "true" or "on" or "yes" => true,
-            "false" or "off" or "no" => false,
-            var other => throw Error(prefix + key, $"'{other}' is not a boolean"),
+            ["restart"] = SupervisionDirective.Restart, ["stop-vm"] = SupervisionDirective.StopVm, ["escalate"] = SupervisionDirective.Escalate,
         };
 
-        private Dictionary<int, VcpuFaults> BindVcpuFaults(int vcpus)
+        /// <summary><c>guest.gdb</c>: no stub unless <c>listen</c> is set; the address itself is checked when the stub binds it.</summary>
+        private static Runtime.Debug.GdbSpec? BindGdb(ConfigSection c)
+        {
+            var listen = c.GetString("listen", "");
+            var spec = new Runtime.Debug.GdbSpec(listen, c.GetBool("wait", false), c.GetBool("allow-remote", false));
+            if (listen.Length == 0) return null;
+            if (spec.TryEndPoint(out var problem) is null) throw c.Error("listen", problem!);
+            return spec;
+        }
+
+        private static SupervisionPolicy BindSupervision(ConfigSection c) =>
+            new(c.GetEnum("directive", Directives, what: "a directive"), (int)c.GetInteger("max-restarts", max: 1_000_000),
+                c.GetDuration("within", max: TimeSpan.FromDays(1)));
+
+        private static Dictionary<int, VcpuFaults> BindVcpuFaults(ConfigSection fc, int vcpus)
         {
             var result = new Dictionary<int, VcpuFaults>();
-            if (!guest.HasPath("faults.vcpus")) return result;
-            var fc = guest.GetConfig("faults.vcpus");
-            foreach (var key in Keys(fc))
-            {
-                var p = $"faults.vcpus.{key}.";
-                if (!int.TryParse(key, NumberStyles.None, CultureInfo.InvariantCulture, out var idx) || idx >= vcpus)
-                    throw Error($"faults.vcpus.{key}", $"must be a vCPU index 0..{vcpus - 1}");
-                var c = fc.GetConfig(key);
-                result[idx] = new VcpuFaults(
-                    c.HasPath("throw-after-exits") ? (long)Num(c, "throw-after-exits", p) : 0,
-                    c.HasPath("kvm-run-errno") ? (int)Num(c, "kvm-run-errno", p, 4095) : 0,
-                    c.HasPath("kvm-run-errno-after-exits") ? (long)Num(c, "kvm-run-errno-after-exits", p) : 0,
-                    c.HasPath("repeat") && Bool(c, "repeat", p));
-            }
+            foreach (var (key, c) in fc.Sections())
+                result[VcpuIndex(fc, key, vcpus)] = new VcpuFaults(
+                    c.GetInteger("throw-after-exits", 0),
+                    (int)c.GetInteger("kvm-run-errno", 0, max: 4095),
+                    c.GetInteger("kvm-run-errno-after-exits", 0),
+                    c.GetBool("repeat", false));
             return result;
         }
 
-        private Dictionary<string, DeviceFaults> BindDeviceFaults(List<DeviceSpec> devices)
+        private static Dictionary<string, DeviceFaults> BindDeviceFaults(ConfigSection fc, List<DeviceSpec> devices)
         {
             var result = new Dictionary<string, DeviceFaults>();
-            if (!guest.HasPath("faults.devices")) return result;
-            var fc = guest.GetConfig("faults.devices");
-            foreach (var name in Keys(fc))
+            foreach (var (name, c) in fc.Sections())
             {
-                var p = $"faults.devices.{name}.";
                 if (devices.All(d => d.Name != name))
-                    throw Error($"faults.devices.{name}", $"no device '{name}' (devices: {string.Join(", ", devices.Select(d => d.Name))})");
-                var c = fc.GetConfig(name);
+                    throw fc.Error(name, $"no device '{name}' (devices: {string.Join(", ", devices.Select(d => d.Name))})");
                 result[name] = new DeviceFaults(
-                    c.HasPath("throw-on-access") ? (long)Num(c, "throw-on-access", p) : 0,
-                    c.HasPath("repeat") && Bool(c, "repeat", p),
-                    c.HasPath("reply-delay") ? Duration(c, "reply-delay", p) : TimeSpan.Zero);
+                    c.GetInteger("throw-on-access", 0),
+                    c.GetBool("repeat", false),
+                    c.GetDuration("reply-delay", TimeSpan.Zero, max: TimeSpan.FromMinutes(1)));
             }
             return result;
         }
 
-        private List<MemoryRegionSpec> BindMemory()
+        /// <summary>The regions and their initial contents, from one pass over the list.</summary>
+        private (List<MemoryRegionSpec>, List<RegionContentSpec>) BindMemory()
         {
-            var value = guest.GetValue("memory");
-            if (value is null || !value.IsArray()) throw Error("memory", "expected a list of regions");
+            if (!guest.Has("memory")) throw guest.Error("memory", "expected a list of regions");
+            var regions = guest.GetObjectList("memory", "{ address, size } regions", allowEmpty: false);
+            if (regions.Count > MaxRegions) throw guest.Error("memory", $"{regions.Count} regions: at most {MaxRegions} (KVM's memory slots)");
+            var limit = MachineLimits.GuestPhysicalLimit;
             var list = new List<MemoryRegionSpec>();
-            var i = 0;
-            foreach (var item in value.GetArray())
+            var contents = new List<RegionContentSpec>();
+            ulong total = 0;
+            for (var i = 0; i < regions.Count; i++)
             {
-                var prefix = $"memory[{i}].";
-                if (!item.IsObject()) throw Error($"memory[{i}]", "expected { address, size }");
-                var c = item.ToConfig();
-                var rname = c.HasPath("name") ? Str(c, "name", prefix) : $"region{i}";
-                var addr = Num(c, "address", prefix);
-                var size = Num(c, "size", prefix);
-                var ro = c.HasPath("read-only") && Str(c, "read-only", prefix) == "true";
-                if (addr % GuestMemory.PageSize != 0) throw Error(prefix + "address", $"0x{addr:x} is not page-aligned (4 KiB)");
-                if (size == 0 || size % GuestMemory.PageSize != 0) throw Error(prefix + "size", $"0x{size:x} must be a non-zero multiple of 4 KiB");
-                var spec = new MemoryRegionSpec(rname, addr, size, ro);
+                var c = regions[i];
+                var rname = c.GetString("name", $"region{i}");
+                var addr = c.GetSize("address");
+                var size = c.GetSize("size");
+                var ro = c.GetBool("read-only", false);
+                if (addr % GuestMemory.PageSize != 0) throw c.Error("address", $"0x{addr:x} is not page-aligned (4 KiB)");
+                if (size == 0 || size % GuestMemory.PageSize != 0) throw c.Error("size", $"0x{size:x} must be a non-zero multiple of 4 KiB");
+                if (size > ulong.MaxValue - addr) throw c.Error("size", $"0x{addr:x} + 0x{size:x} wraps past the end of the address space");
+                if (addr + size > limit)
+                    throw c.Error("size", $"region '{rname}' ends at 0x{addr + size:x}, beyond the guest's {MachineLimits.PhysicalAddressBits}-bit physical address space (0x{limit:x}, {MachineLimits.PhysicalAddressSource})");
+                total += size;
+                if (total > MachineLimits.HostMappable)
+                    throw c.Error("size", $"the regions add up to 0x{total:x} bytes, more than the host can map (0x{MachineLimits.HostMappable:x})");
                 var clash = list.FirstOrDefault(r => r.GuestAddress < addr + size && addr < r.GuestAddress + r.Size);
-                if (clash is not null) throw Error(prefix + "address", $"region '{rname}' overlaps region '{clash.Name}'");
-                list.Add(spec);
-                i++;
+                if (clash is not null) throw c.Error("address", $"region '{rname}' overlaps region '{clash.Name}'");
+                var region = new MemoryRegionSpec(rname, addr, size, ro);
+                list.Add(region);
+                if (Content.Read(c, size, $"region '{rname}'") is { } content)
+                    contents.Add(new RegionContentSpec(rname, addr, content.Data, content.Origin));
             }
-            if (list.Count == 0) throw Error("memory", "at least one region is needed");
-            return list;
+            return (list, contents);
         }
 
-        private ImageSpec BindImage()
+        private ImageSpec BindImage(List<MemoryRegionSpec> memory)
         {
-            var format = Str(guest, "image.format", "");
-            if (!Boot.PlatformNames.Formats.Contains(format))
-                throw Error("image.format", $"'{format}' is not a format ({string.Join(", ", Boot.PlatformNames.Formats)})");
-            var load = Num(guest, "image.load-address", "");
-            var hasFile = guest.HasPath("image.file");
-            var hasInline = guest.HasPath("image.inline");
-            if (hasFile == hasInline) throw Error("image", "give exactly one of image.file or image.inline");
-            if (hasInline)
-            {
-                var hex = Str(guest, "image.inline", "");
-                return new ImageSpec(format, ParseHex(hex), load, "inline", null);
-            }
-            var rel = Str(guest, "image.file", "");
-            var path = Path.Combine(baseDirectory, rel);
-            if (!File.Exists(path)) throw Error("image.file", $"'{rel}' not found (looked in {path})");
-            return new ImageSpec(format, File.ReadAllBytes(path), load, rel, path);
+            var image = guest.GetSection("image");
+            var format = image.GetEnum("format", PlatformNames.Formats, what: "a format");
+            var load = image.GetSize("load-address");
+            var hasFile = image.Has("file");
+            if (hasFile == image.Has("inline")) throw guest.Error("image", "give exactly one of image.file or image.inline");
+            var ram = (ulong)memory.Sum(r => (decimal)r.Size);
+            var content = Content.Read(image, ram, "the guest's memory")!.Value;
+            return new ImageSpec(format, content.Data, load, content.Origin, hasFile ? Path.Combine(guest.BaseDirectory, content.Origin) : null);
         }
 
-        private byte[] ParseHex(string hex)
-        {
-            var digits = new string(hex.Where(c => !char.IsWhiteSpace(c) && c != ',').ToArray());
-            if (digits.Length % 2 != 0 || !digits.All(char.IsAsciiHexDigit))
-                throw Error("image.inline", "expected hex bytes like \"ba f8 03 ...\"");
-            return Convert.FromHexString(digits);
-        }
-
-        private CpuStateSpec BindCpuState(Akka.Configuration.Config c, string prefix)
+        private static CpuStateSpec BindCpuState(ConfigSection c)
         {
             var regs = new Dictionary<string, ulong>();
-            if (c.HasPath("registers"))
-            {
-                var rc = c.GetConfig("registers");
-                foreach (var key in Keys(rc))
-                    regs[key] = Num(rc, key, prefix + "registers.");
-            }
+            var rc = c.GetSection("registers");
+            foreach (var key in rc.Keys) regs[key] = rc.GetSize(key);
             var segs = new Dictionary<string, SegmentSpec>();
-            if (c.HasPath("segments"))
-            {
-                var sc = c.GetConfig("segments");
-                foreach (var seg in Keys(sc))
-                {
-                    var s = sc.GetConfig(seg);
-                    var p = $"{prefix}segments.{seg}.";
-                    segs[seg] = new SegmentSpec(
-                        s.HasPath("selector") ? (ushort)Num(s, "selector", p, 0xffff) : null,
-                        s.HasPath("base") ? Num(s, "base", p) : null,
-                        s.HasPath("limit") ? (uint)Num(s, "limit", p, uint.MaxValue) : null);
-                }
-            }
+            foreach (var (seg, s) in c.GetSection("segments").Sections())
+                segs[seg] = new SegmentSpec(
+                    s.Has("selector") ? (ushort)s.GetSize("selector", max: 0xffff) : null,
+                    s.Has("base") ? s.GetSize("base") : null,
+                    s.Has("limit") ? (uint)s.GetSize("limit", max: uint.MaxValue) : null);
             return new CpuStateSpec(regs, segs);
         }
 
         private List<DeviceSpec> BindDevices()
         {
             var list = new List<DeviceSpec>();
-            if (!guest.HasPath("devices")) return list;
-            var dc = guest.GetConfig("devices");
-            foreach (var dname in Keys(dc))
+            foreach (var (dname, d) in guest.GetSection("devices").Sections())
             {
-                var d = dc.GetConfig(dname);
-                var p = $"devices.{dname}.";
-                if (d.HasPath("enabled") && Str(d, "enabled", p) == "false") continue;
-                if (!d.HasPath("type")) throw Error(p + "type", "missing (a registered device name or a .NET type name)");
-                var type = Str(d, "type", p);
-                var ports = Ranges(d, "ports", p, 0xffff).Select(r => new PortRange((ushort)r.First, (ushort)r.Last)).ToList();
-                var mmio = Ranges(d, "mmio", p, ulong.MaxValue).Select(r => new MmioRange(r.First, r.Last)).ToList();
-                var irqs = new List<int>();
-                if (d.HasPath("irqs"))
-                    foreach (var s in d.GetStringList("irqs"))
-                        irqs.Add(ConfigNumbers.TryParse(s, out var irq) && irq < 256 ? (int)irq : throw Error(p + "irqs", $"'{s}' is not an IRQ line"));
-                var options = new DeviceOptions(d.HasPath("options") ? d.GetConfig("options") : null,
-                    $"guest.devices.{dname}.options", file, baseDirectory);
+                if (!d.GetBool("enabled", true)) continue;
+                var type = d.GetString("type");
+                var ports = d.GetRanges("ports", 0xffff).Select(r => new PortRange((ushort)r.First, (ushort)r.Last)).ToList();
+                var mmio = d.GetRanges("mmio", ulong.MaxValue).Select(r => new MmioRange(r.First, r.Last)).ToList();
+                var irqs = d.GetStringList("irqs").Select(s =>
+                    ConfigNumbers.TryParse(s, out var irq) && irq < 256 ? (int)irq : throw d.Error("irqs", $"'{s}' is not an IRQ line")).ToList();
+                var options = new DeviceOptions(d.GetSection("options"));
                 foreach (var other in list)
                 {
                     foreach (var r in ports)
                         if (other.Ports.Any(o => o.Overlaps(r)))
-                            throw Error(p + "ports", $"{r} overlaps device '{other.Name}' ({other.Ports.First(o => o.Overlaps(r))}): devices '{other.Name}' and '{dname}' claim the same ports");
+                            throw d.Error("ports", $"{r} overlaps device '{other.Name}' ({other.Ports.First(o => o.Overlaps(r))}): devices '{other.Name}' and '{dname}' claim the same ports");
                     foreach (var r in mmio)
                         if (other.Mmio.Any(o => o.Overlaps(r)))
-                            throw Error(p + "mmio", $"{r} overlaps device '{other.Name}' ({other.Mmio.First(o => o.Overlaps(r))}): devices '{other.Name}' and '{dname}' claim the same addresses");
+                            throw d.Error("mmio", $"{r} overlaps device '{other.Name}' ({other.Mmio.First(o => o.Overlaps(r))}): devices '{other.Name}' and '{dname}' claim the same addresses");
                 }
                 list.Add(new DeviceSpec(dname, type, ports, mmio, irqs, options));
             }
             return list;
         }
-
-        private IEnumerable<(ulong First, ulong Last)> Ranges(Akka.Configuration.Config d, string key, string prefix, ulong max)
-        {
-            if (!d.HasPath(key)) yield break;
-            var v = d.GetValue(key);
-            var items = v.IsArray() ? v.GetArray().Select(x => x.GetString()) : [v.GetString()];
-            foreach (var s in items)
-            {
-                if (!TryParseRange(s, out var first, out var last) || last > max)
-                    throw Error(prefix + key, $"'{s}' is not a range (e.g. \"0x3f8-0x3ff\" or \"0xf4\")");
-                yield return (first, last);
-            }
-        }
     }
 
-    internal static IEnumerable<string> Keys(Akka.Configuration.Config c) =>
-        c.IsEmpty ? [] : c.Root.GetObject().Items.Keys;
+    /// <summary>The <c>file</c> (relative to the config file) or <c>inline</c> (hex) contents of a region, image or module.</summary>
+    internal static class Content
+    {
+        /// <summary>The bytes, or null when neither key is given; <paramref name="max"/> bounds them (the size of <paramref name="into"/>).</summary>
+        public static (byte[] Data, string Origin, string Key)? Read(ConfigSection c, ulong max, string into)
+        {
+            var hasFile = c.Has("file");
+            var hasInline = c.Has("inline");
+            if (!hasFile && !hasInline) return null;
+            if (hasFile && hasInline) throw c.Error("file", "give file or inline, not both");
+            if (hasInline)
+            {
+                var hex = c.GetString("inline");
+                var digits = new string(hex.Where(ch => !char.IsWhiteSpace(ch) && ch != ',').ToArray());
+                if (digits.Length % 2 != 0 || !digits.All(char.IsAsciiHexDigit))
+                    throw c.Error("inline", "expected hex bytes like \"ba f8 03 ...\"");
+                var data = Convert.FromHexString(digits);
+                if ((ulong)data.Length > max) throw c.Error("inline", $"'inline' is {data.Length} bytes, larger than {into} (0x{max:x} bytes)");
+                return (data, "inline", "inline");
+            }
+            var rel = c.GetString("file");
+            var path = Path.Combine(c.BaseDirectory, rel);
+            return (ConfigFiles.Read(path, rel, max, into, problem => c.Error("file", problem)), rel, "file");
+        }
+    }
 
     /// <summary>The keys a guest file may use. Maps named "*" accept any key (device names, vCPU indexes).</summary>
     internal static class Schema
@@ -387,6 +340,7 @@ public static class GuestConfigLoader
                 .Add("vcpu-overrides", new Node { Any = CpuState() })
                 .Add("devices", new Node { Any = device })
                 .Add("supervision", new Node().Add("vcpu", policy).Add("device", policy))
+                .Add("gdb", new Node().Add("listen").Add("wait").Add("allow-remote"))
                 .Add("faults", new Node().Add("vcpus", new Node { Any = vcpuFaults }).Add("devices", new Node { Any = deviceFaults }));
         }
 

@@ -34,6 +34,8 @@ public static class KvmIoctls
     public static readonly uint SetCpuid2 = Iow(0x90, 8);
     public static readonly uint GetMpState = Ior(0x98, 4);
     public static readonly uint SetMpState = Iow(0x99, 4);
+    public static readonly uint Translate = Iowr(0x85, 24);
+    public static readonly uint SetGuestDebug = Iow(0x9b, 72);
 
     /// <summary>Name of a request number, for error messages.</summary>
     public static string Name(uint request) => request switch
@@ -60,6 +62,8 @@ public static class KvmIoctls
         _ when request == SetCpuid2 => "KVM_SET_CPUID2",
         _ when request == GetMpState => "KVM_GET_MP_STATE",
         _ when request == SetMpState => "KVM_SET_MP_STATE",
+        _ when request == Translate => "KVM_TRANSLATE",
+        _ when request == SetGuestDebug => "KVM_SET_GUEST_DEBUG",
         _ => $"ioctl 0x{request:x8}",
     };
 }

@@ -77,7 +77,8 @@ public struct KvmCpuidEntry2
 
 /// <summary>
 /// Offsets into the mmap'd struct kvm_run (x86-64). The exit-specific union starts at byte 32.
-/// Kept as offsets rather than one big struct because the union's members overlap.
+/// Kept as offsets rather than one big struct because the union's members overlap; read through
+/// <see cref="KvmRunView"/>, not by hand.
 /// </summary>
 public static class KvmRunLayout
 {
@@ -118,6 +119,15 @@ public static class KvmRunLayout
 
     // system_event: __u32 type; __u32 ndata; __u64 data[16];
     public const int SystemEventType = Union + 0;
+
+    // debug (kvm_debug_exit_arch): __u32 exception; __u32 pad; __u64 pc; __u64 dr6; __u64 dr7;
+    public const int DebugException = Union + 0;
+    public const int DebugPc = Union + 8;
+    public const int DebugDr6 = Union + 16;
+    public const int DebugDr7 = Union + 24;
+
+    /// <summary>The header and the exit union (256 bytes): every accessor of <see cref="KvmRunView"/> lies below this.</summary>
+    public const int MinimumSize = Union + 256;
 
     public const byte IoIn = 0;
     public const byte IoOut = 1;

@@ -6,7 +6,7 @@ namespace KvmActors.Runtime.Kvm;
 /// A vCPU fd and its mmap'd kvm_run area. The guest's register state lives in KVM behind this fd,
 /// so whoever holds this object (the VM actor) can hand it to a new vCPU actor incarnation.
 /// </summary>
-public sealed unsafe class KvmVcpu : IDisposable
+public sealed unsafe partial class KvmVcpu : IDisposable
 {
     private readonly SafeFd _fd;
     private readonly SafeMapping _run;
@@ -18,7 +18,10 @@ public sealed unsafe class KvmVcpu : IDisposable
     /// <summary>The mapped kvm_run area. Valid until <see cref="Dispose"/>.</summary>
     public byte* RunArea => (byte*)_run.Address;
 
-    public KvmExitReason ExitReason => (KvmExitReason)(*(uint*)(RunArea + KvmRunLayout.ExitReason));
+    /// <summary>The exit KVM_RUN left in kvm_run, decoded in place.</summary>
+    public KvmRunView Exit => new(new Span<byte>(RunArea, (int)_run.Length));
+
+    public KvmExitReason ExitReason => Exit.Reason;
 
     /// <summary>
     /// One KVM_RUN. Returns 0, or the errno for EINTR/EAGAIN (normal: a kick or a signal); other errors throw.

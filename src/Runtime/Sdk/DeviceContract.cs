@@ -140,7 +140,8 @@ public abstract class DeviceActor : UntypedActor
 
     // ---- read snapshot: see DeviceReadPath for why this shared state exists and when a vCPU may use it ----
 
-    private readonly DeviceReadPath _readPath = DeviceReadPath.Of(Context.Self);
+    private DeviceReadPath? _readPathOfSelf;
+    private DeviceReadPath _readPath => _readPathOfSelf ??= DeviceReadPath.Of(Self, Device.Machine.VcpuCount);
 
     /// <summary>
     /// How many port offsets (from the start of the matched range, at most 64) <see cref="CaptureReadSnapshot"/>

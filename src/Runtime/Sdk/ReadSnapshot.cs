@@ -81,7 +81,7 @@ public sealed class ReadSnapshot
 /// </summary>
 public sealed class DeviceReadPath
 {
-    /// <summary>The vCPU ids a path counts (guest.vcpus is at most 254).</summary>
+    /// <summary>The vCPU ids a path counts at most (guest.vcpus is at most 254).</summary>
     public const int MaxVcpus = 256;
 
     // One cache line per vCPU for what only that vCPU writes (its sent count, its read counters), so vCPUs
@@ -94,16 +94,28 @@ public sealed class DeviceReadPath
         [FieldOffset(16)] public long SlowReads;
     }
 
-    private readonly PerVcpu[] _vcpus = new PerVcpu[MaxVcpus];
-    private readonly long[] _handled = new long[MaxVcpus]; // written by the device actor only
+    // Sized to the VM's vCPUs (a 256-slot path cost 18 KiB per device).
+    private readonly PerVcpu[] _vcpus;
+    private readonly long[] _handled; // written by the device actor only
     private int _vcpusSeen;                                 // 1 + the highest vCPU id that ever sent a write
     private volatile bool _unusable;                        // a write came from a vCPU id this path cannot count
     private ReadSnapshot? _snapshot;
 
     private static readonly ConditionalWeakTable<IActorRef, DeviceReadPath> Paths = new();
 
-    /// <summary>The path of the device actor <paramref name="device"/> (the same object for its actor and every vCPU).</summary>
-    public static DeviceReadPath Of(IActorRef device) => Paths.GetValue(device, static _ => new DeviceReadPath());
+    public DeviceReadPath(int vcpus = MaxVcpus)
+    {
+        vcpus = Math.Clamp(vcpus, 1, MaxVcpus);
+        _vcpus = new PerVcpu[vcpus];
+        _handled = new long[vcpus];
+    }
+
+    /// <summary>
+    /// The path of the device actor <paramref name="device"/> (the same object for its actor and every vCPU),
+    /// counting vCPU ids below <paramref name="vcpus"/> (the VM's vCPU count: whoever comes first creates it).
+    /// </summary>
+    public static DeviceReadPath Of(IActorRef device, int vcpus = MaxVcpus) =>
+        Paths.TryGetValue(device, out var path) ? path : Paths.GetValue(device, _ => new DeviceReadPath(vcpus));
 
     /// <summary>The snapshot the device published last (null: none, or invalidated).</summary>
     public ReadSnapshot? Snapshot => Volatile.Read(ref _snapshot);
@@ -111,7 +123,7 @@ public sealed class DeviceReadPath
     /// <summary>vCPU side, before telling a write to the device. Only vCPU <paramref name="vcpuId"/> calls it for that id.</summary>
     public void WriteSending(int vcpuId)
     {
-        if ((uint)vcpuId >= MaxVcpus) { _unusable = true; return; }
+        if ((uint)vcpuId >= (uint)_vcpus.Length) { _unusable = true; return; }
         ref var mine = ref _vcpus[vcpuId];
         if (mine.Sent == 0 && vcpuId >= Volatile.Read(ref _vcpusSeen)) RaiseSeen(vcpuId + 1);
         // One writer per slot: a release store is enough (the Tell that follows publishes it to the device anyway).
@@ -128,7 +140,7 @@ public sealed class DeviceReadPath
     public void WriteHandled(int vcpuId)
     {
         // One writer (the device actor, one message at a time): a release store after the snapshot's.
-        if ((uint)vcpuId < MaxVcpus) Volatile.Write(ref _handled[vcpuId], _handled[vcpuId] + 1);
+        if ((uint)vcpuId < (uint)_handled.Length) Volatile.Write(ref _handled[vcpuId], _handled[vcpuId] + 1);
     }
 
     /// <summary>Device side: the registers as they are now (null: answer every read with a round trip).</summary>
@@ -144,7 +156,7 @@ public sealed class DeviceReadPath
     public bool TryRead(int vcpuId, ulong offset, int size, out ulong value)
     {
         value = 0;
-        if ((uint)vcpuId >= MaxVcpus) return false;
+        if ((uint)vcpuId >= (uint)_vcpus.Length) return false;
         if (!_unusable && Volatile.Read(ref _snapshot) is not null && AllWritesHandled())
         {
             // Read after the counts: at least as new as the state that followed every write counted above.
@@ -176,7 +188,7 @@ public sealed class DeviceReadPath
         get
         {
             long fast = 0, slow = 0;
-            for (var v = 0; v < MaxVcpus; v++) { fast += Volatile.Read(ref _vcpus[v].FastReads); slow += Volatile.Read(ref _vcpus[v].SlowReads); }
+            for (var v = 0; v < _vcpus.Length; v++) { fast += Volatile.Read(ref _vcpus[v].FastReads); slow += Volatile.Read(ref _vcpus[v].SlowReads); }
             return (fast, slow);
         }
     }

@@ -70,17 +70,11 @@ internal sealed unsafe class BootTestVm : IDisposable
         for (var exits = 0; exits < maxExits; exits++)
         {
             if (Vcpu.Run() != 0) continue; // EINTR/EAGAIN: run again
-            var run = Vcpu.RunArea;
-            if (Vcpu.ExitReason != KvmExitReason.Io) return (Vcpu.ExitReason, output.ToArray());
-            var direction = run[KvmRunLayout.IoDirection];
-            var size = run[KvmRunLayout.IoSize];
-            var port = *(ushort*)(run + KvmRunLayout.IoPort);
-            var count = *(uint*)(run + KvmRunLayout.IoCount);
-            var dataOffset = *(ulong*)(run + KvmRunLayout.IoDataOffset);
-            if (direction == KvmRunLayout.IoOut && port == OutPort)
-                output.AddRange(new ReadOnlySpan<byte>(run + dataOffset, (int)(size * count)).ToArray());
-            else if (direction == KvmRunLayout.IoIn)
-                new Span<byte>(run + dataOffset, (int)(size * count)).Fill(0xff);
+            var exit = Vcpu.Exit;
+            if (exit.Reason != KvmExitReason.Io) return (exit.Reason, output.ToArray());
+            var io = exit.Io;
+            if (io.IsOut && io.Port == OutPort) output.AddRange(io.Data.ToArray());
+            else if (io.IsIn) io.Data.Fill(0xff);
         }
         throw new Xunit.Sdk.XunitException($"no stop within {maxExits} exits; output so far \"{Encoding.Latin1.GetString(output.ToArray())}\"");
     }

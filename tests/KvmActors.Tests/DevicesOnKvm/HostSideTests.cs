@@ -70,10 +70,10 @@ public sealed class HostSideTests(ITestOutputHelper output) : KvmTestKit(output)
     {
         var options = Options("irq = null\nloud = null\nbad = x\nflag = maybe");
         Assert.Equal(4, options.GetInteger("irq", 4));
-        Assert.True(options.GetBoolean("loud", true));
+        Assert.True(options.GetBool("loud", true));
         Assert.Equal("guest.devices.d.options.irq", Assert.Throws<ConfigException>(() => options.GetInteger("irq")).Key);
         Assert.Contains("'x' is not a number", Assert.Throws<ConfigException>(() => options.GetInteger("bad")).Message);
-        Assert.Contains("'maybe' is not a boolean", Assert.Throws<ConfigException>(() => options.GetBoolean("flag", false)).Message);
+        Assert.Contains("'maybe' is not a boolean", Assert.Throws<ConfigException>(() => options.GetBool("flag", false)).Message);
         Assert.Equal(0x3f8, Options("base = 0x3f8").GetInteger("base"));
     }
 

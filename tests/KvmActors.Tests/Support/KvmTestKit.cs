@@ -28,7 +28,7 @@ public abstract class KvmTestKit : TestKit
     {
     }
 
-    protected VmSettings Settings => VmSettings.From(Sys.Settings.Config);
+    protected VmSettings Settings => RuntimeSettingsBinder.Bind(Sys.Settings.Config, "test.conf");
 
     /// <summary>A guest spec from HOCON text (as if read from a file named test.conf).</summary>
     protected static GuestSpec Guest(string hocon, params string[] sets) =>

@@ -3,41 +3,24 @@ using Akka.Actor;
 namespace KvmActors.Runtime.Bus;
 
 /// <summary>
-/// Maps every I/O port to the device actor that owns it. Immutable once built and shared read-only by
-/// the vCPU actors: a lookup is one array index on the exit path.
+/// Maps I/O ports to the device actor that owns them: the ranges in a small sorted array, found by binary
+/// search (a VM has a handful of port ranges; a 65,536-entry table cost 512 KiB of heap per VM). Immutable
+/// once built and shared read-only by the vCPU actors.
 /// </summary>
 public sealed class PortBus
 {
     public sealed record Entry(string DeviceName, PortRange Range, IActorRef Device);
 
-    private readonly Entry?[] _byPort = new Entry?[65536];
-    public IReadOnlyList<Entry> Entries { get; }
+    private readonly RangeMap<Entry> _map;
+    public IReadOnlyList<Entry> Entries => _map.Entries;
 
-    private PortBus(List<Entry> entries)
-    {
-        Entries = entries;
-        foreach (var e in entries)
-            for (int p = e.Range.First; p <= e.Range.Last; p++) _byPort[p] = e;
-    }
+    private PortBus(RangeMap<Entry> map) => _map = map;
 
     /// <summary>The device covering <paramref name="port"/>, or null for an unmapped port.</summary>
-    public Entry? Lookup(ushort port) => _byPort[port];
+    public Entry? Lookup(ushort port) => _map.Lookup(port);
 
-    public static PortBus Build(IEnumerable<Entry> entries)
-    {
-        var list = new List<Entry>();
-        foreach (var e in entries)
-        {
-            if (e.Range.Last < e.Range.First)
-                throw new BusOverlapException($"device '{e.DeviceName}' has an empty port range {e.Range}");
-            var clash = list.FirstOrDefault(x => x.Range.Overlaps(e.Range));
-            if (clash is not null)
-                throw new BusOverlapException(
-                    $"port ranges overlap: device '{clash.DeviceName}' ({clash.Range}) and device '{e.DeviceName}' ({e.Range})");
-            list.Add(e);
-        }
-        return new PortBus(list);
-    }
+    public static PortBus Build(IEnumerable<Entry> entries) =>
+        new(RangeMap<Entry>.Build(entries, e => (e.Range.First, e.Range.Last), e => (e.DeviceName, e.Range.ToString()), "port"));
 }
 
 /// <summary>Maps guest-physical MMIO ranges to device actors (sorted, binary search).</summary>
@@ -45,38 +28,61 @@ public sealed class MmioBus
 {
     public sealed record Entry(string DeviceName, MmioRange Range, IActorRef Device);
 
-    private readonly Entry[] _sorted;
-    public IReadOnlyList<Entry> Entries => _sorted;
+    private readonly RangeMap<Entry> _map;
+    public IReadOnlyList<Entry> Entries => _map.Entries;
 
-    private MmioBus(Entry[] sorted) => _sorted = sorted;
+    private MmioBus(RangeMap<Entry> map) => _map = map;
 
-    public Entry? Lookup(ulong address)
+    public Entry? Lookup(ulong address) => _map.Lookup(address);
+
+    public static MmioBus Build(IEnumerable<Entry> entries) =>
+        new(RangeMap<Entry>.Build(entries, e => (e.Range.First, e.Range.Last), e => (e.DeviceName, e.Range.ToString()), "MMIO"));
+}
+
+/// <summary>Disjoint inclusive ranges, sorted by start, with their entries: a lookup is a binary search.</summary>
+internal sealed class RangeMap<T> where T : class
+{
+    private readonly ulong[] _first;
+    private readonly ulong[] _last;
+    private readonly T[] _entries;
+
+    public IReadOnlyList<T> Entries => _entries;
+
+    private RangeMap(ulong[] first, ulong[] last, T[] entries)
     {
-        int lo = 0, hi = _sorted.Length - 1;
+        _first = first;
+        _last = last;
+        _entries = entries;
+    }
+
+    public T? Lookup(ulong address)
+    {
+        int lo = 0, hi = _first.Length - 1;
         while (lo <= hi)
         {
             var mid = (lo + hi) >> 1;
-            var e = _sorted[mid];
-            if (address < e.Range.First) hi = mid - 1;
-            else if (address > e.Range.Last) lo = mid + 1;
-            else return e;
+            if (address < _first[mid]) hi = mid - 1;
+            else if (address > _last[mid]) lo = mid + 1;
+            else return _entries[mid];
         }
         return null;
     }
 
-    public static MmioBus Build(IEnumerable<Entry> entries)
+    public static RangeMap<T> Build(IEnumerable<T> entries, Func<T, (ulong First, ulong Last)> range, Func<T, (string Device, string Range)> describe, string space)
     {
-        var list = new List<Entry>();
+        var list = new List<(ulong First, ulong Last, T Entry)>();
         foreach (var e in entries)
         {
-            if (e.Range.Last < e.Range.First)
-                throw new BusOverlapException($"device '{e.DeviceName}' has an empty MMIO range {e.Range}");
-            var clash = list.FirstOrDefault(x => x.Range.Overlaps(e.Range));
-            if (clash is not null)
+            var (first, last) = range(e);
+            if (last < first)
+                throw new BusOverlapException($"device '{describe(e).Device}' has an empty {space} range {describe(e).Range}");
+            var clash = list.FindIndex(x => x.First <= last && first <= x.Last);
+            if (clash >= 0)
                 throw new BusOverlapException(
-                    $"MMIO ranges overlap: device '{clash.DeviceName}' ({clash.Range}) and device '{e.DeviceName}' ({e.Range})");
-            list.Add(e);
+                    $"{space} ranges overlap: device '{describe(list[clash].Entry).Device}' ({describe(list[clash].Entry).Range}) and device '{describe(e).Device}' ({describe(e).Range})");
+            list.Add((first, last, e));
         }
-        return new MmioBus(list.OrderBy(e => e.Range.First).ToArray());
+        list.Sort((a, b) => a.First.CompareTo(b.First));
+        return new RangeMap<T>(list.Select(x => x.First).ToArray(), list.Select(x => x.Last).ToArray(), list.Select(x => x.Entry).ToArray());
     }
 }

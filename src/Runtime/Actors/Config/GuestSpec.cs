@@ -39,6 +39,8 @@ public sealed record GuestSpec
     public IReadOnlyDictionary<int, VcpuFaults> VcpuFaults { get; init; } = new Dictionary<int, VcpuFaults>();
     /// <summary>Injected faults by device name (none unless the config asks).</summary>
     public IReadOnlyDictionary<string, DeviceFaults> DeviceFaults { get; init; } = new Dictionary<string, DeviceFaults>();
+    /// <summary>A gdb stub for this VM (<c>guest.gdb</c>, <c>--gdb</c>); null: none, and the exit path costs nothing more.</summary>
+    public Debug.GdbSpec? Gdb { get; init; }
     /// <summary>Runtime settings the guest file or --set gave (a <c>kvmactors { }</c> block), for the actor system's config.</summary>
     public Akka.Configuration.Config RuntimeConfig { get; init; } = Akka.Configuration.Config.Empty;
 }

@@ -39,9 +39,6 @@ public sealed class DeviceDispatcher : MessageDispatcher
     /// <summary>Called once on each vCPU thread: idle devices may handle this thread's messages on it.</summary>
     public static void RunDevicesOnThisThread() => _runsDevicesInline = true;
 
-    /// <summary>Whether the current thread has been marked by <see cref="RunDevicesOnThisThread"/>.</summary>
-    public static bool RunsDevicesOnThisThread => _runsDevicesInline;
-
     public DeviceDispatcher(MessageDispatcherConfigurator configurator) : base(configurator) { }
 
     protected override void ExecuteTask(IRunnable run)

@@ -7,14 +7,17 @@ namespace KvmActors.Runtime.Vcpu;
 /// <summary>The vCPU actor's thread is up: the VM keeps the native thread id to kick it out of KVM_RUN.</summary>
 public sealed record VcpuStarted(int VcpuId, int NativeThreadId, string ThreadName);
 
-/// <summary>The guest executed HLT on this vCPU (sent to the halt controller).</summary>
+/// <summary>The guest executed HLT on this vCPU (sent to the VM, whose <see cref="HaltPolicy"/> decides).</summary>
 public sealed record VcpuHalted(int VcpuId);
 
 /// <summary>The guest did something that cannot go on (sent to the VM).</summary>
 public sealed record VcpuGuestFailed(GuestFailureInfo Failure);
 
-/// <summary>First access of this vCPU to an address no device claims (sent to the VM, which logs it once per address).</summary>
-public sealed record UnmappedAccess(int VcpuId, AddressSpace Space, ulong Address, int Size, bool IsWrite);
+/// <summary>
+/// First access of this vCPU to a page (MMIO) or port block no device claims, sent to the VM, which logs it once
+/// per page; <paramref name="LogFull"/>: the vCPU's bounded log is full, and further new pages are only counted.
+/// </summary>
+public sealed record UnmappedAccess(int VcpuId, AddressSpace Space, ulong Address, int Size, bool IsWrite, bool LogFull = false);
 
 /// <summary>The VM asks the vCPU to stop; it answers <see cref="VcpuStopped"/> and stops.</summary>
 public sealed record StopVcpu(string Why);

@@ -14,6 +14,8 @@ public sealed class VcpuProgress
     public readonly long[] ExitsByReason = new long[32];
     public readonly Dictionary<ushort, long> ExitsByPort = new();
     public readonly HashSet<int> ThreadsSeen = new();
+    /// <summary>Unmapped pages and port blocks this vCPU touched, bounded (see <see cref="UnmappedAccessLog"/>).</summary>
+    public readonly UnmappedAccessLog Unmapped = new(VcpuExitHandler.UnmappedLogCapacity);
 
     /// <summary>kvm_run holds an exit this vCPU has not finished handling.</summary>
     public bool ExitPending;

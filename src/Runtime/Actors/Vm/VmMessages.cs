@@ -28,7 +28,8 @@ public sealed record VcpuSummary(
     KvmRegs? FinalRegisters,
     IReadOnlyDictionary<string, long> ExitsByReason,
     IReadOnlyDictionary<ushort, long> ExitsByPort,
-    int Restarts = 0);
+    int Restarts = 0,
+    long UnmappedAccesses = 0);
 
 /// <summary>A child actor the VM restarted (or stopped) after it failed.</summary>
 public sealed record ActorFailure(string Actor, string Exception, string Message, bool Restarted, DateTimeOffset At);
@@ -62,6 +63,3 @@ public sealed record VmPaused(string VmName);
 public sealed record ResumeVm;
 
 public sealed record VmResumed(string VmName);
-
-
-

@@ -1,26 +1,16 @@
-using KvmActors.Runtime.Config;
 using KvmActors.Runtime.Devices;
 
 namespace KvmActors.Runtime.Vm;
 
-/// <summary>Runtime settings for VMs, bound from the <c>kvmactors</c> block.</summary>
+/// <summary>
+/// Runtime settings for VMs, from the <c>kvmactors</c> block. Bound and range-checked once, at start, by
+/// <c>KvmActors.Runtime.Config.RuntimeSettingsBinder</c> (defaults in hocon/reference.conf).
+/// </summary>
 public sealed record VmSettings(
     string KvmDevice,
     TimeSpan StopTimeout,
     TimeSpan KickInterval,
     int KickSignal,
     DeviceRegistry Registry,
-    int ExitsPerMessage = 256,
-    bool ReadSnapshots = true)
-{
-    private static readonly Lazy<VmSettings> Defaults = new(() => From(KvmActorsConfig.Reference));
-    public static VmSettings Default => Defaults.Value;
-
-    public static VmSettings From(Akka.Configuration.Config config)
-    {
-        var c = config.WithFallback(KvmActorsConfig.Reference).GetConfig("kvmactors");
-        var registry = new DeviceRegistry(c.GetStringList("devices.assemblies"), c.GetStringList("devices.plugin-directories"));
-        return new VmSettings(c.GetString("kvm-device"), c.GetTimeSpan("vm.stop-timeout"), c.GetTimeSpan("vm.kick-interval"),
-            c.GetInt("vm.kick-signal"), registry, c.GetInt("vcpu.exits-per-message"), c.GetBoolean("devices.read-snapshots"));
-    }
-}
+    int ExitsPerMessage,
+    bool ReadSnapshots);

@@ -32,8 +32,6 @@ public sealed class Machine : IDisposable
     public bool HasIrqchip { get; private set; }
     /// <summary>What the loader put into memory (entry point, segments, Multiboot information).</summary>
     public LoadedImage? Image { get; private set; }
-    /// <summary>Whether KVM's private TSS and identity-map pages were set, and notes if not.</summary>
-    public KvmPrivatePagesResult? PrivatePages { get; private set; }
     /// <summary>The CPUID table each vCPU was given, by vCPU index.</summary>
     public IReadOnlyList<KvmCpuidEntry2[]> Cpuid => _cpuid;
 
@@ -58,14 +56,14 @@ public sealed class Machine : IDisposable
         {
             vm = kvm.CreateVm();
             // Before any vCPU exists (KVM API): the private pages, then the irqchip and the PIT.
-            var pages = KvmPrivatePages.Set(vm, spec.Memory);
+            KvmPrivatePages.Set(vm, spec.Memory);
             if (spec.Platform.Irqchip)
             {
                 vm.CreateIrqchip();
                 vm.CreatePit2();
             }
             memory = GuestMemory.Create(vm, spec.Memory);
-            var machine = new Machine(spec, kvm, vm, memory) { HasIrqchip = spec.Platform.Irqchip, PrivatePages = pages };
+            var machine = new Machine(spec, kvm, vm, memory) { HasIrqchip = spec.Platform.Irqchip };
             try
             {
                 machine.WriteRegionContents();

@@ -1,0 +1,112 @@
+using Akka.Actor;
+using Akka.Event;
+using KvmActors.Runtime.Bus;
+using KvmActors.Runtime.Devices;
+using KvmActors.Runtime.Vcpu;
+using KvmActors.Sdk;
+
+namespace KvmActors.Runtime.Vm;
+
+// Set-up, in stages so the mailbox is served in between (a StopVm during set-up is honoured at once):
+// 1. PreStart: the machine (KVM VM, memory, image, vCPU fds), the device actors and the buses;
+// 2. every device has started (its constructor and PreStart ran: an Identify answered), so a bad device option
+//    ends the VM before the guest ran a single instruction;
+// 3. the vCPU actors, VcpuBatch at a time, each batch one self-message.
+public sealed partial class VmActor
+{
+    /// <summary>vCPU actors created per <see cref="CreateVcpus"/> message (each is a pinned thread).</summary>
+    private const int VcpuBatch = 16;
+    private const string DeviceStartedId = "device-started";
+
+    private Machine? _machine;
+    private PortBus? _ports;
+    private MmioBus? _mmio;
+    private readonly HashSet<IActorRef> _devicesStarting = new();
+    private readonly Dictionary<IActorRef, int> _vcpuActors = new();
+    private readonly Dictionary<int, int> _vcpuNativeThreads = new();
+    private readonly Dictionary<IActorRef, string> _devices = new();
+    private readonly Dictionary<int, VcpuProgress> _progress = new();
+
+    protected override void PreStart()
+    {
+        try
+        {
+            Setup();
+        }
+        catch (Exception e)
+        {
+            // Set-up failures are reported, not retried (a restart would only fail again): the owner learns why,
+            // every resource is released. Any exception: an unexpected one must end the VM too, never hang it.
+            var status = e is KvmActorsException { Kind: ErrorKind.Config } ? 2 : 1;
+            EndVm(VmEndReason.Fault, e is KvmActorsException ? e.Message : $"{e.GetType().Name}: {e.Message}", status, null);
+        }
+    }
+
+    private void Setup()
+    {
+        var kernel = _machine = Machine.Create(_spec.Machine, _settings.KvmDevice);
+        _haltPolicy = HaltPolicy.For(_spec.HaltPolicy, _spec.Machine.VcpuCount, _spec.SourceFile);
+        var machine = _machine.Info;
+        var registry = _settings.Registry;
+        var portEntries = new List<PortBus.Entry>();
+        var mmioEntries = new List<MmioBus.Entry>();
+        foreach (var d in _spec.Devices)
+        {
+            var type = registry.Resolve(d.Type)
+                       ?? throw new ConfigException(_spec.SourceFile, $"guest.devices.{d.Name}.type",
+                           $"no device type '{d.Type}' (registered: {string.Join(", ", registry.Types.Keys.OrderBy(k => k))})");
+            var ctx = new DeviceContext
+            {
+                Name = d.Name, Type = d.Type, Options = d.Options, Ports = d.Ports, Mmio = d.Mmio, Irqs = d.Irqs,
+                Vm = Self, Machine = machine, Faults = _spec.DeviceFaults.GetValueOrDefault(d.Name),
+                DriveIrqLine = kernel.HasIrqchip ? (line, level) => kernel.SetIrqLine(line, level) : null,
+            };
+            var actor = Context.ActorOf(DeviceRegistry.PropsFor(type, ctx).WithDispatcher(DeviceDispatcher.ConfigPath), $"device-{d.Name}");
+            Context.Watch(actor);
+            _devices[actor] = d.Name;
+            portEntries.AddRange(d.Ports.Select(r => new PortBus.Entry(d.Name, r, actor)));
+            mmioEntries.AddRange(d.Mmio.Select(r => new MmioBus.Entry(d.Name, r, actor)));
+        }
+        _ports = PortBus.Build(portEntries);
+        _mmio = MmioBus.Build(mmioEntries);
+
+        // A device answers Identify only once it has been created and started; one that fails instead is
+        // stopped by the supervisor strategy, which ends the VM (ChildStartFailed or Terminated).
+        foreach (var device in _devices.Keys)
+        {
+            _devicesStarting.Add(device);
+            device.Tell(new Identify(DeviceStartedId));
+        }
+        _log.Info("VM '{0}' created: {1} vCPU(s), {2} KiB RAM, {3} device(s)", _spec.Name, _spec.Machine.VcpuCount, machine.RamSize / 1024, _spec.Devices.Count);
+        StartDebugger();
+        if (_devicesStarting.Count == 0) Self.Tell(new CreateVcpus(0));
+    }
+
+    private void DeviceStarted(IActorRef? device)
+    {
+        if (device is null || !_devicesStarting.Remove(device) || _devicesStarting.Count > 0) return;
+        Self.Tell(new CreateVcpus(0));
+    }
+
+    private void CreateVcpuBatch(int from)
+    {
+        if (_end is not null || _machine is null) return; // ending: no more vCPUs
+        var vcpus = _machine.Vcpus;
+        var to = Math.Min(vcpus.Count, from + VcpuBatch);
+        for (var i = from; i < to; i++)
+        {
+            var vcpu = vcpus[i];
+            var progress = _progress[vcpu.Id] = new VcpuProgress { Paused = StartsPaused };
+            var setup = new VcpuSetup(vcpu, vcpus.Count, _ports!, _mmio!, _machine.Memory, _spec.UnmappedIo, _settings,
+                progress, _spec.VcpuFaults.GetValueOrDefault(vcpu.Id));
+            var actor = Context.ActorOf(VcpuActor.Props(setup), $"vcpu-{vcpu.Id}");
+            Context.Watch(actor);
+            _vcpuActors[actor] = vcpu.Id;
+        }
+        if (to < vcpus.Count) Self.Tell(new CreateVcpus(to));
+        else _log.Info("VM '{0}' started: {1} vCPU(s) running", _spec.Name, vcpus.Count);
+    }
+
+    /// <summary>Self-message: create the vCPU actors from index <paramref name="From"/> on (one batch).</summary>
+    private sealed record CreateVcpus(int From);
+}
