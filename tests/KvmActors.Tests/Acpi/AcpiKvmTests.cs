@@ -56,6 +56,6 @@ public sealed class AcpiKvmTests(ITestOutputHelper output) : KvmTestKit(output)
             """));
         Assert.Equal(VmEndReason.Fault, ended.Reason);
         Assert.Equal(2, ended.ExitStatus);
-        Assert.Contains("guest.acpi", ended.Detail);
+        Assert.Contains("guest.acpi: the ACPI tables need writable RAM", ended.Detail);
     }
 }
