@@ -29,6 +29,7 @@ public static class CommandLine
     [
         new("serve", "host many VMs behind an HTTP API on a Unix socket (or loopback TCP)", Serve.ServeCommand.RunAsync),
         new("vm", "drive a kvmactors serve host: create, list, show, pause, resume, stop, rm, console", VmClient.VmClientCommand.RunAsync),
+        new("qemu", "run a test kernel from the subset of QEMU's command line test harnesses use (README: test kernels)", Qemu.QemuCommand.RunAsync),
         new("bench density", "per-VM cost: N halted VMs in one process (RSS, threads, fds, create latency, stop-all)", Bench.DensityBench.RunAsync),
     ];
 

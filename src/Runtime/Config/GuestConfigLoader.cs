@@ -331,7 +331,7 @@ public static class GuestConfigLoader
             var device = new Node().Add("type").Add("ports").Add("mmio").Add("irqs").Add("enabled")
                 .Add("options", new Node { Open = true });
             return new Node()
-                .Add("name").Add("vcpus").Add("halt-policy").Add("unmapped-io").Add("irqchip")
+                .Add("name").Add("vcpus").Add("halt-policy").Add("unmapped-io").Add("irqchip").Add("acpi")
                 .Add("memory", new Node().Add("name").Add("address").Add("size").Add("read-only").Add("file").Add("inline"))
                 .Add("image", new Node().Add("file").Add("inline").Add("load-address").Add("format").Add("cmdline")
                     .Add("modules", new Node().Add("file").Add("inline").Add("cmdline")))

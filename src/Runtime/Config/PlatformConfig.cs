@@ -98,6 +98,11 @@ public static class PlatformConfig
                         "with guest.irqchip = true only vCPU 0 (the boot processor) starts at the entry point; the others wait for INIT/SIPI and start at the SIPI vector, so they take no registers");
         }
 
+        // ACPI tables: auto = with the irqchip, where RAM covers the BIOS area they go to.
+        var acpiText = guest.GetEnum("acpi", ["auto", "true", "false", "on", "off", "yes", "no"], "auto", "auto or a boolean");
+        var acpiArea = memory.Any(r => !r.ReadOnly && r.GuestAddress <= Boot.Acpi.AcpiLayout.AreaStart && Boot.Acpi.AcpiLayout.AreaEnd <= r.GuestAddress + r.Size);
+        var acpi = acpiText == "auto" ? irqchip && acpiArea : acpiText is "true" or "on" or "yes";
+
         // CPUID mask.
         var cpuid = guest.GetSection("cpuid");
         var mask = cpuid.GetStringList("mask").Select(item => CpuidSetup.KnownFeatures.ContainsKey(item.Trim())
@@ -109,6 +114,7 @@ public static class PlatformConfig
             Mode = mode,
             Format = format,
             Irqchip = irqchip,
+            Acpi = acpi,
             CpuidMask = mask,
             ProgramName = image.Path is null ? "kernel" : image.Origin,
             Cmdline = cmdline.Trim(),

@@ -31,6 +31,12 @@ public sealed class DeviceContext
     public required MachineInfo Machine { get; init; }
     /// <summary>Faults to inject into this device (null: none, and no cost).</summary>
     public DeviceFaults? Faults { get; init; }
+    /// <summary>
+    /// Drives an IRQ line at once, on the calling thread (KVM_IRQ_LINE on the VM fd, which is thread-safe); null
+    /// without an in-kernel irqchip. Test kernels check an interrupt arrived one instruction after the OUT that
+    /// raised it, so the line cannot wait for the VM actor's mailbox.
+    /// </summary>
+    public Action<int, bool>? DriveIrqLine { get; init; }
 
     /// <summary>
     /// What outlives one incarnation of the device actor: the same context object is handed to every
@@ -202,7 +208,11 @@ public abstract class DeviceActor : UntypedActor
     private static ulong Mask(int size) => size >= 8 ? ulong.MaxValue : (1UL << (size * 8)) - 1;
 
     /// <summary>Drive one of this device's IRQ lines (routed to KVM's irqchip when the VM has one).</summary>
-    protected void SetIrq(int line, bool level) => Device.Vm.Tell(new SetIrqLine(line, level, Device.Name));
+    protected void SetIrq(int line, bool level)
+    {
+        if (Device.DriveIrqLine is { } drive) drive(line, level);
+        else Device.Vm.Tell(new SetIrqLine(line, level, Device.Name));
+    }
 
     /// <summary>Ask the VM to end (debug-exit, reset, a halt policy).</summary>
     protected void EndVm(VmEndReason reason, string detail, int exitStatus = 0) =>

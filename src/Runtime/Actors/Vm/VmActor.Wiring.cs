@@ -45,7 +45,7 @@ public sealed partial class VmActor
 
     private void Setup()
     {
-        _machine = Machine.Create(_spec.Machine, _settings.KvmDevice);
+        var kernel = _machine = Machine.Create(_spec.Machine, _settings.KvmDevice);
         _haltPolicy = HaltPolicy.For(_spec.HaltPolicy, _spec.Machine.VcpuCount, _spec.SourceFile);
         var machine = _machine.Info;
         var registry = _settings.Registry;
@@ -60,6 +60,7 @@ public sealed partial class VmActor
             {
                 Name = d.Name, Type = d.Type, Options = d.Options, Ports = d.Ports, Mmio = d.Mmio, Irqs = d.Irqs,
                 Vm = Self, Machine = machine, Faults = _spec.DeviceFaults.GetValueOrDefault(d.Name),
+                DriveIrqLine = kernel.HasIrqchip ? (line, level) => kernel.SetIrqLine(line, level) : null,
             };
             var actor = Context.ActorOf(DeviceRegistry.PropsFor(type, ctx).WithDispatcher(DeviceDispatcher.ConfigPath), $"device-{d.Name}");
             Context.Watch(actor);

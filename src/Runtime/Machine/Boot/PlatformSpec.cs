@@ -21,6 +21,8 @@ public sealed record PlatformSpec
     public string Format { get; init; } = PlatformNames.FormatFlat;
     /// <summary>KVM_CREATE_IRQCHIP + KVM_CREATE_PIT2 before the vCPUs: PIC, IOAPIC, local APICs and PIT in the kernel.</summary>
     public bool Irqchip { get; init; }
+    /// <summary>Write ACPI tables (RSDP, RSDT, XSDT, FADT, FACS, MADT, DSDT) into the BIOS area (<see cref="Acpi.AcpiLayout"/>).</summary>
+    public bool Acpi { get; init; }
     /// <summary>CPUID feature names (<see cref="CpuidSetup.KnownFeatures"/>) cleared in every vCPU's CPUID.</summary>
     public IReadOnlyList<string> CpuidMask { get; init; } = [];
     /// <summary>Multiboot: the first word of the kernel's command line (the image file as written in the config, or "kernel").</summary>

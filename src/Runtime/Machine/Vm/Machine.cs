@@ -1,4 +1,5 @@
 using KvmActors.Runtime.Boot;
+using KvmActors.Runtime.Boot.Acpi;
 using KvmActors.Runtime.Kvm;
 using KvmActors.Runtime.Memory;
 
@@ -68,6 +69,7 @@ public sealed class Machine : IDisposable
                 machine.WriteRegionContents();
                 machine.Image = machine.LoadImage();
                 machine.WriteBootTables();
+                machine.WriteAcpiTables();
                 machine.CreateVcpus();
                 return machine;
             }
@@ -130,6 +132,21 @@ public sealed class Machine : IDisposable
         {
             throw Error("memory", e.Message, e);
         }
+    }
+
+    /// <summary>The ACPI tables, when the platform asks: after the image, which must not lie under them.</summary>
+    private void WriteAcpiTables()
+    {
+        if (!Spec.Platform.Acpi) return;
+        var area = new GuestRange(AcpiLayout.AreaStart, AcpiLayout.AreaEnd, "ACPI tables");
+        var image = Image!;
+        var used = image.Segments.Concat(image.Modules ?? []).Concat(image.BootData is { } b ? [b] : []);
+        if (used.FirstOrDefault(area.Overlaps) is { Length: > 0 } clash)
+            throw Error("acpi", $"the ACPI tables go to {area}, which {clash} of the image overlaps: load the image elsewhere or set guest.acpi = false");
+        if (!CpuSetup.IsRam(Memory, area.Start, area.Length))
+            throw Error("acpi", $"the ACPI tables need writable RAM at {area}: give the VM RAM from address 0 up to 1 MiB or set guest.acpi = false");
+        foreach (var table in AcpiTables.Build(Spec.VcpuCount))
+            Memory.Write(table.Address, table.Bytes);
     }
 
     private void CreateVcpus()

@@ -1,0 +1,147 @@
+namespace KvmActors.Devices.Cmos;
+
+/// <summary>
+/// The PC's CMOS RAM and MC146818 real-time clock, behind an index port (0x70) and a data port (0x71).
+/// </summary>
+/// <remarks>
+/// <para>Index port: bits 0-6 select one of 128 bytes; bit 7 is the NMI mask (kept, reported by
+/// <see cref="NmiMasked"/>; KVM's NMIs do not pass through it). Reading the index port gives 0xff, as on QEMU.</para>
+/// <para>Clock: registers 0, 2, 4, 6-9 (seconds, minutes, hours, weekday, day, month, year) and 0x32 (century) give
+/// the host's UTC time plus an offset that guest writes move; BCD unless register B's DM bit (2) is set,
+/// 12-hour with bit 7 = PM unless its 24-hour bit (1) is set. Register A: divider 0x26 with UIP (bit 7) set in
+/// the last 244 µs of every second, as the update cycle is. Register B: 0x02 after reset, read/write. C: read as 0
+/// (no update, alarm or periodic interrupts are generated: the flags never rise). D: 0x80 (battery good).</para>
+/// <para>Firmware bytes, as SeaBIOS/QEMU store them: 0x15-0x16 base memory (640 KiB); 0x17-0x18 and 0x30-0x31 KiB
+/// of extended memory above 1 MiB (at most 0xffff); 0x34-0x35 64 KiB units above 16 MiB below 4 GiB; 0x5b-0x5d
+/// 64 KiB units above 4 GiB; 0x5f the number of CPUs minus one. Every other byte is plain read/write RAM.</para>
+/// </remarks>
+public sealed class CmosRtc
+{
+    public const byte RegA = 0x0a, RegB = 0x0b, RegC = 0x0c, RegD = 0x0d, Century = 0x32;
+    private const byte BinaryMode = 0x04, Hours24 = 0x02, Uip = 0x80;
+
+    private readonly byte[] _ram = new byte[128];
+    private readonly Func<DateTime> _utcNow;
+    private TimeSpan _offset;
+    private byte _index;
+
+    public CmosRtc(Func<DateTime> utcNow, int vcpus, ulong ramBelow4G, ulong ramAbove4G)
+    {
+        _utcNow = utcNow;
+        _ram[RegA] = 0x26;
+        _ram[RegB] = Hours24;
+        _ram[RegD] = 0x80;
+        Put16(0x15, 640);
+        var extendedKib = ramBelow4G > 1UL << 20 ? Math.Min((ramBelow4G - (1UL << 20)) / 1024, 0xffff) : 0;
+        Put16(0x17, (ushort)extendedKib);
+        Put16(0x30, (ushort)extendedKib);
+        var above16M = ramBelow4G > 16UL << 20 ? Math.Min((ramBelow4G - (16UL << 20)) >> 16, 0xffff) : 0;
+        Put16(0x34, (ushort)above16M);
+        var high = ramAbove4G >> 16;
+        _ram[0x5b] = (byte)high;
+        _ram[0x5c] = (byte)(high >> 8);
+        _ram[0x5d] = (byte)(high >> 16);
+        _ram[0x5f] = (byte)(vcpus - 1);
+    }
+
+    public bool NmiMasked { get; private set; }
+    public byte Index => _index;
+
+    private void Put16(int at, ushort v) { _ram[at] = (byte)v; _ram[at + 1] = (byte)(v >> 8); }
+
+    /// <summary>A byte read at <paramref name="offset"/> (0 index port, 1 data port).</summary>
+    public byte Read(ulong offset) => offset == 0 ? (byte)0xff : ReadRegister(_index);
+
+    public void Write(ulong offset, byte value)
+    {
+        if (offset == 0)
+        {
+            _index = (byte)(value & 0x7f);
+            NmiMasked = (value & 0x80) != 0;
+            return;
+        }
+        WriteRegister(_index, value);
+    }
+
+    private DateTime Now => _utcNow() + _offset;
+
+    public byte ReadRegister(byte reg)
+    {
+        var now = Now;
+        return reg switch
+        {
+            0 => Encode(now.Second),
+            2 => Encode(now.Minute),
+            4 => EncodeHour(now.Hour),
+            6 => Encode((int)now.DayOfWeek + 1),
+            7 => Encode(now.Day),
+            8 => Encode(now.Month),
+            9 => Encode(now.Year % 100),
+            Century => Encode(now.Year / 100),
+            // UIP: the update cycle runs in the last 244 µs of each second.
+            RegA => (byte)((_ram[RegA] & 0x7f) | (now.Ticks % TimeSpan.TicksPerSecond >= TimeSpan.TicksPerSecond - 2440 ? Uip : 0)),
+            RegC => 0,
+            _ => _ram[reg & 0x7f],
+        };
+    }
+
+    public void WriteRegister(byte reg, byte value)
+    {
+        switch (reg)
+        {
+            case 0 or 2 or 4 or 7 or 8 or 9 or Century:
+                SetClockField(reg, value);
+                break;
+            case 6:
+                break; // the weekday follows from the date
+            case RegA:
+                _ram[RegA] = (byte)(value & 0x7f); // UIP is read-only
+                break;
+            case RegC or RegD:
+                break; // read-only
+            default:
+                _ram[reg & 0x7f] = value;
+                break;
+        }
+    }
+
+    private bool Binary => (_ram[RegB] & BinaryMode) != 0;
+    private byte Encode(int v) => Binary ? (byte)v : (byte)(((v / 10) << 4) | (v % 10));
+    private int Decode(byte v) => Binary ? v : ((v >> 4) * 10) + (v & 0x0f);
+
+    private byte EncodeHour(int hour)
+    {
+        if ((_ram[RegB] & Hours24) != 0) return Encode(hour);
+        var h12 = hour % 12 == 0 ? 12 : hour % 12;
+        return (byte)(Encode(h12) | (hour >= 12 ? 0x80 : 0));
+    }
+
+    private int DecodeHour(byte v)
+    {
+        if ((_ram[RegB] & Hours24) != 0) return Decode(v);
+        var h = Decode((byte)(v & 0x7f)) % 12;
+        return (v & 0x80) != 0 ? h + 12 : h;
+    }
+
+    /// <summary>A guest sets one field of the clock: the offset from the host clock moves so the field reads back.</summary>
+    private void SetClockField(byte reg, byte value)
+    {
+        var now = Now;
+        int year = now.Year, month = now.Month, day = now.Day, hour = now.Hour, minute = now.Minute, second = now.Second;
+        switch (reg)
+        {
+            case 0: second = Decode(value); break;
+            case 2: minute = Decode(value); break;
+            case 4: hour = DecodeHour(value); break;
+            case 7: day = Decode(value); break;
+            case 8: month = Decode(value); break;
+            case 9: year = year / 100 * 100 + Decode(value); break;
+            case Century: year = Decode(value) * 100 + year % 100; break;
+        }
+        if (month is < 1 or > 12 || year is < 1 or > 9999 || day < 1 || day > DateTime.DaysInMonth(year, month)
+            || hour > 23 || minute > 59 || second > 59)
+            return; // an impossible date is dropped, not stored
+        var wanted = new DateTime(year, month, day, hour, minute, second, DateTimeKind.Utc).AddTicks(now.Ticks % TimeSpan.TicksPerSecond);
+        _offset += wanted - now;
+    }
+}

@@ -1,0 +1,278 @@
+using System.Globalization;
+using System.Text;
+
+namespace KvmActors.Host.Qemu;
+
+/// <summary>A QEMU command line we cannot take: QEMU's message style, and its exit status for a bad command line (1).</summary>
+public sealed class QemuUsageException(string message) : Exception(message);
+
+/// <summary>What a QEMU command line asked for, before it becomes a guest file.</summary>
+public sealed record QemuInvocation
+{
+    public string? Kernel { get; init; }
+    public string Append { get; init; } = "";
+    public string? Initrd { get; init; }
+    public int Smp { get; init; } = 1;
+    public ulong MemoryBytes { get; init; } = 128UL << 20; // QEMU's default -m
+    public string Serial { get; init; } = "stdio";
+    public (ushort Base, int Size)? DebugExit { get; init; }
+    public bool PcTestdev { get; init; }
+    public bool PciTestdev { get; init; }
+    public string Name { get; init; } = "qemu";
+    /// <summary>-cpu MODEL,-feature: the features to hide (guest.cpuid.mask).</summary>
+    public IReadOnlyList<string> CpuidMask { get; init; } = [];
+    /// <summary>-help, -version or -device help: print this and exit 0 without running anything.</summary>
+    public string? Print { get; init; }
+}
+
+/// <summary>
+/// The subset of QEMU's command line that test-kernel harnesses use (kvm-unit-tests' x86/run among them),
+/// mapped onto a KvmActors guest file: <see cref="Parse"/> reads it, <see cref="ToHocon"/> writes the guest.
+/// </summary>
+public static class QemuCommandLine
+{
+    public const string Version = "QEMU emulator version 8.2.0 (kvmactors qemu)";
+
+    public const string Help = Version + """
+
+        usage: kvmactors-qemu [options] -kernel FILE
+        KvmActors understands this subset of QEMU's options:
+          -kernel FILE        a Multiboot kernel (kvm-unit-tests' .flat files)
+          -append STRING      the kernel's command line
+          -initrd FILE        the first Multiboot module
+          -smp N[,...]        vCPUs (maxcpus, sockets... accepted)
+          -m SIZE[M|G]        RAM (default 128M)
+          -device isa-debug-exit[,iobase=0xf4][,iosize=N]
+          -device pc-testdev | pci-testdev (accepted; PCI host bridge: empty bus)
+          -serial stdio|none|file:PATH
+          -display none, -nographic, -nodefaults, -no-reboot, --no-reboot
+          -machine accel=kvm (other accelerators are an error), -accel kvm, -enable-kvm
+          -global kvm-pit.lost_tick_policy=... (accepted), -name NAME
+          -cpu host|max|qemu64|kvm64[,+F][,-F]  (-F hides a known CPUID feature; +F is accepted, not forced)
+          -version, -help, -device help
+        an unknown option is an error naming it; exit status 1, as QEMU's for a bad command line
+
+        """;
+
+    /// <summary>The device list QEMU prints for -device help (kvm-unit-tests' x86/run greps it).</summary>
+    public const string DeviceList = """
+        Misc devices:
+        name "isa-debug-exit", bus ISA
+        name "pc-testdev", bus ISA
+        name "pci-testdev", bus PCI, desc "PCI Test Device"
+
+        """;
+
+    public static QemuInvocation Parse(IReadOnlyList<string> args)
+    {
+        var q = new QemuInvocation();
+        for (var i = 0; i < args.Count; i++)
+        {
+            var raw = args[i];
+            // QEMU takes -opt and --opt alike, and -opt=value is not QEMU syntax: keep the token whole.
+            var opt = raw.StartsWith("--") ? raw[1..] : raw;
+            string Next() => i + 1 < args.Count ? args[++i] : throw new QemuUsageException($"{raw}: requires an argument");
+            switch (opt)
+            {
+                case "-h" or "-help":
+                    return q with { Print = Help };
+                case "-version":
+                    return q with { Print = Version + "\n" };
+                case "-kernel": q = q with { Kernel = Next() }; break;
+                case "-append": q = q with { Append = Next() }; break;
+                case "-initrd": q = q with { Initrd = Next() }; break;
+                case "-smp": q = q with { Smp = ParseSmp(Next()) }; break;
+                case "-m": q = q with { MemoryBytes = ParseMemory(Next()) }; break;
+                case "-name": q = q with { Name = Next().Split(',')[0] }; break;
+                case "-serial": q = q with { Serial = ParseSerial(Next()) }; break;
+                case "-display":
+                    var display = Next();
+                    if (display != "none") throw new QemuUsageException($"-display {display}: only -display none is supported");
+                    break;
+                case "-nographic" or "-nodefaults" or "-no-reboot" or "-enable-kvm": break;
+                case "-machine" or "-M": CheckMachine(Next()); break;
+                case "-accel":
+                    var accel = Next();
+                    if (accel.Split(',')[0] != "kvm") throw new QemuUsageException($"-accel {accel}: only the kvm accelerator is supported");
+                    break;
+                case "-cpu":
+                    var cpu = Next();
+                    if (cpu.Split(',')[0] is not ("host" or "max" or "qemu64" or "kvm64"))
+                        throw new QemuUsageException($"-cpu {cpu}: CPU models are not supported yet (host, max, qemu64 and kvm64 run as KVM's supported CPUID)");
+                    q = q with { CpuidMask = ParseCpuFeatures(cpu) };
+                    break;
+                case "-global":
+                    var global = Next();
+                    if (!global.StartsWith("kvm-pit.lost_tick_policy=")) throw new QemuUsageException($"-global {global}: not supported");
+                    break;
+                case "-device":
+                    var device = Next();
+                    if (device is "help" or "?") return q with { Print = DeviceList };
+                    q = AddDevice(q, device);
+                    break;
+                default:
+                    throw new QemuUsageException(opt.StartsWith('-') ? $"{raw}: invalid option" : $"{raw}: unexpected argument (a disk image?)");
+            }
+        }
+        if (q.Kernel is null) throw new QemuUsageException("no -kernel given (KvmActors runs kernels, not disk images)");
+        return q;
+    }
+
+    private static void CheckMachine(string value)
+    {
+        foreach (var part in value.Split(','))
+        {
+            var (key, val) = part.Contains('=') ? (part[..part.IndexOf('=')], part[(part.IndexOf('=') + 1)..]) : ("type", part);
+            switch (key)
+            {
+                case "accel" when val.Split(':').Contains("kvm"):
+                    break;
+                case "accel":
+                    throw new QemuUsageException($"-machine accel={val}: only the kvm accelerator is supported");
+                case "type" when val is "pc" or "q35" or "pc-i440fx" || val.StartsWith("pc-"):
+                    break;
+                default:
+                    throw new QemuUsageException($"-machine {part}: not supported");
+            }
+        }
+    }
+
+    /// <summary>
+    /// -cpu MODEL,+f,-f: a known feature with '-' is hidden (guest.cpuid.mask); with '+' it is accepted as the
+    /// guest sees KVM's supported CPUID, which has it wherever the host does (it is not forced on). Anything else
+    /// (vendor=, family=, host-phys-bits, unknown names) is an error naming it.
+    /// </summary>
+    private static IReadOnlyList<string> ParseCpuFeatures(string cpu)
+    {
+        var mask = new List<string>();
+        foreach (var f in cpu.Split(',').Skip(1))
+        {
+            var name = f.Length > 1 ? f[1..] : f;
+            if (f.Length < 2 || f[0] is not ('+' or '-') || !Runtime.Boot.CpuidSetup.KnownFeatures.ContainsKey(name))
+                throw new QemuUsageException($"-cpu {cpu}: '{f}' is not supported (only +/- of {string.Join(", ", Runtime.Boot.CpuidSetup.KnownFeatures.Keys.Order())})");
+            if (f[0] == '-') mask.Add(name);
+        }
+        return mask;
+    }
+
+    private static int ParseSmp(string value)
+    {
+        var first = value.Split(',')[0];
+        if (first.StartsWith("cpus=")) first = first[5..];
+        if (!int.TryParse(first, NumberStyles.None, CultureInfo.InvariantCulture, out var n) || n is < 1 or > 255)
+            throw new QemuUsageException($"-smp {value}: expected a CPU count from 1 to 255");
+        return n;
+    }
+
+    public static ulong ParseMemory(string value)
+    {
+        var text = value.StartsWith("size=") ? value[5..].Split(',')[0] : value.Split(',')[0];
+        var multiplier = 1UL << 20; // a bare number is MiB, as QEMU takes it
+        switch (char.ToUpperInvariant(text.Length > 0 ? text[^1] : ' '))
+        {
+            case 'K': multiplier = 1UL << 10; text = text[..^1]; break;
+            case 'M': text = text[..^1]; break;
+            case 'G': multiplier = 1UL << 30; text = text[..^1]; break;
+        }
+        if (!ulong.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var n) || n == 0)
+            throw new QemuUsageException($"-m {value}: expected a size like 128M or 1G");
+        var bytes = checked(n * multiplier);
+        if (bytes % 4096 != 0 || bytes < 2UL << 20 || bytes > 3UL << 30)
+            throw new QemuUsageException($"-m {value}: KvmActors' QEMU mode takes 2M to 3G of RAM in whole pages");
+        return bytes;
+    }
+
+    private static string ParseSerial(string value) => value switch
+    {
+        "stdio" or "mon:stdio" => "stdio",
+        "none" or "null" => "none",
+        _ when value.StartsWith("file:") && value.Length > 5 => value,
+        _ => throw new QemuUsageException($"-serial {value}: supported are stdio, none and file:PATH"),
+    };
+
+    private static QemuInvocation AddDevice(QemuInvocation q, string spec)
+    {
+        var parts = spec.Split(',');
+        var props = parts.Skip(1).Select(p => p.Split('=', 2)).ToDictionary(p => p[0], p => p.Length > 1 ? p[1] : "on");
+        switch (parts[0])
+        {
+            case "isa-debug-exit":
+                var iobase = props.TryGetValue("iobase", out var b) ? ParseNumber(b, "iobase", spec) : 0x501;
+                var iosize = props.TryGetValue("iosize", out var s) ? ParseNumber(s, "iosize", spec) : 1;
+                foreach (var key in props.Keys.Except(["iobase", "iosize"]))
+                    throw new QemuUsageException($"-device {spec}: property '{key}' not supported");
+                if (iobase > 0xffff || iosize is < 1 or > 4 || iobase + iosize > 0x10000)
+                    throw new QemuUsageException($"-device {spec}: iobase/iosize out of range");
+                return q with { DebugExit = ((ushort)iobase, (int)iosize) };
+            case "pc-testdev" when props.Count == 0:
+                return q with { PcTestdev = true };
+            case "pci-testdev" when props.Count == 0:
+                return q with { PciTestdev = true };
+            default:
+                throw new QemuUsageException($"-device {spec}: '{parts[0]}' is not a device KvmActors provides (see -device help)");
+        }
+    }
+
+    private static long ParseNumber(string text, string what, string spec)
+    {
+        var ok = text.StartsWith("0x", StringComparison.OrdinalIgnoreCase)
+            ? long.TryParse(text[2..], NumberStyles.HexNumber, CultureInfo.InvariantCulture, out var v)
+            : long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out v);
+        return ok ? v : throw new QemuUsageException($"-device {spec}: {what}={text} is not a number");
+    }
+
+    /// <summary>
+    /// The guest file for <paramref name="q"/>: a Multiboot kernel on a PC-like machine (in-kernel irqchip,
+    /// ACPI, RAM from 0 up to -m with the IOAPIC/local APIC pages free), COM1, fw_cfg, CMOS/RTC, the ACPI PM
+    /// block, a PCI host bridge, and the devices asked for. Paths are made absolute against <paramref name="cwd"/>.
+    /// </summary>
+    public static string ToHocon(QemuInvocation q, string cwd)
+    {
+        static string Quote(string s) => "\"" + s.Replace("\\", "\\\\").Replace("\"", "\\\"").Replace("\n", "\\n") + "\"";
+        string Abs(string p) => Path.GetFullPath(p, cwd);
+        var sb = new StringBuilder();
+        sb.AppendLine("guest {");
+        sb.AppendLine($"  name = {Quote(q.Name)}");
+        sb.AppendLine($"  vcpus = {q.Smp}");
+        sb.AppendLine("  irqchip = true");
+        sb.AppendLine("  acpi = true");
+        if (q.CpuidMask.Count > 0) sb.AppendLine($"  cpuid.mask = [{string.Join(", ", q.CpuidMask.Select(Quote))}]");
+        sb.AppendLine("  memory = [");
+        sb.AppendLine($"    {{ name = ram, address = 0, size = {q.MemoryBytes} }}");
+        sb.AppendLine("  ]");
+        sb.AppendLine("  image {");
+        sb.AppendLine("    format = multiboot");
+        sb.AppendLine($"    file = {Quote(Abs(q.Kernel!))}");
+        sb.AppendLine($"    cmdline = {Quote(q.Append)}");
+        if (q.Initrd is { } initrd)
+        {
+            sb.AppendLine("    modules = [");
+            sb.AppendLine($"      {{ file = {Quote(Abs(initrd))}, cmdline = \"\" }}");
+            sb.AppendLine("    ]");
+        }
+        sb.AppendLine("  }");
+        sb.AppendLine("  devices {");
+        var sink = q.Serial switch { "stdio" => "stdout", "none" => "null", var f => Quote("file:" + Abs(f[5..])) };
+        sb.AppendLine($"    com1.options.sink = {sink}");
+        Device(sb, "fw-cfg", "fw-cfg", ["0x510-0x511"]);
+        Device(sb, "rtc", "cmos-rtc", ["0x70-0x71"]);
+        Device(sb, "acpi-pm", "acpi-pm", ["0x600-0x60b"]);
+        Device(sb, "pci", "pci-host-none", ["0xcf8-0xcff"]);
+        if (q.DebugExit is { } exit)
+            Device(sb, "debug-exit", "debug-exit", [$"0x{exit.Base:x}-0x{exit.Base + exit.Size - 1:x}"]);
+        if (q.PcTestdev)
+            Device(sb, "pc-testdev", "pc-testdev", ["0xe0-0xeb", "0x2000-0x2017"], ["0xff000000-0xff00ffff"]);
+        sb.AppendLine("  }");
+        sb.AppendLine("}");
+        return sb.ToString();
+    }
+
+    private static void Device(StringBuilder sb, string name, string type, string[] ports, string[]? mmio = null)
+    {
+        sb.AppendLine($"    {name} {{");
+        sb.AppendLine($"      type = {type}");
+        sb.AppendLine($"      ports = [{string.Join(", ", ports.Select(p => $"\"{p}\""))}]");
+        if (mmio is not null) sb.AppendLine($"      mmio = [{string.Join(", ", mmio.Select(p => $"\"{p}\""))}]");
+        sb.AppendLine("    }");
+    }
+}

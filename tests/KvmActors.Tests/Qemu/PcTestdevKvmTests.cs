@@ -1,0 +1,32 @@
+using KvmActors.Sdk;
+using KvmActors.Tests.Support;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace KvmActors.Tests.Qemu;
+
+/// <summary>pc-testdev on /dev/kvm: an IRQ raised through its port reaches the guest through KVM's IOAPIC.</summary>
+public sealed class PcTestdevKvmTests(ITestOutputHelper output) : KvmTestKit(output)
+{
+    internal const string TestdevEntry = """
+        testdev {
+          type = pc-testdev
+          ports = ["0xe0-0xeb", "0x2000-0x2017"]
+          mmio = ["0xff000000-0xff00ffff"]
+        }
+        exit {
+          type = debug-exit
+          ports = ["0xf4"]
+        }
+        """;
+
+    [KvmFact]
+    public void An_irq_raised_through_pc_testdev_is_taken_through_the_ioapic_by_the_next_instruction()
+    {
+        var ended = Run(Guest(QemuGuests.ProtectedIrqchipGuest(QemuGuests.PcTestdevIrq(), QemuGuests.Load, TestdevEntry)), TimeSpan.FromSeconds(20));
+
+        Assert.True(ended.Reason == VmEndReason.GuestExit, $"{ended} {ended.Failure}");
+        // v = 0x41: the interrupt was taken right after the OUT that raised the line.
+        Assert.Equal((0x41 << 1) | 1, ended.ExitStatus);
+    }
+}
