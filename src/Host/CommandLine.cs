@@ -85,6 +85,14 @@ public static class CommandLine
         return root;
     }
 
+    /// <summary>The --gdb options as the guest.gdb settings they stand for (so the file's block and the flags meet in one binder).</summary>
+    private static IEnumerable<string> GdbSets(string? listen, bool wait, bool allowRemote)
+    {
+        if (listen is not null) yield return $"guest.gdb.listen = \"{listen.Replace("\\", "\\\\").Replace("\"", "\\\"")}\"";
+        if (wait) yield return "guest.gdb.wait = true";
+        if (allowRemote) yield return "guest.gdb.allow-remote = true";
+    }
+
     private static Command Run()
     {
         var config = new Argument<string?>("CONFIG")
@@ -134,14 +142,23 @@ public static class CommandLine
                           "registers, exit counts by reason and port, restarts",
             HelpName = "FILE",
         };
+        var gdb = new Option<string?>("--gdb")
+        {
+            Description = "serve the GDB remote protocol for this guest on tcp:HOST:PORT (tcp::1234 is loopback) or unix:PATH " +
+                          "(same as guest.gdb.listen); one debugger at a time",
+            HelpName = "ADDRESS",
+        };
+        var gdbWait = new Option<bool>("--gdb-wait") { Description = "no vCPU runs until gdb has attached and continued (QEMU's -S)" };
+        var gdbRemote = new Option<bool>("--gdb-allow-remote") { Description = "let --gdb listen on a non-loopback address" };
         var run = new Command("run", "run a guest. Exit status: 0 the guest ended normally, 1 guest failure or host error, " +
                                      "2 usage or config error, 124 timeout, 129 SIGHUP, 130 SIGINT, 141 stdout closed, 143 SIGTERM; " +
                                      "a guest's debug-exit status where it used one")
         {
-            config, set, timeout, logLevel, report,
+            config, set, timeout, logLevel, report, gdb, gdbWait, gdbRemote,
         };
         run.SetAction((p, _) => new RunCommand(new RunOptions(
-            p.GetValue(config), p.GetValue(set) ?? [], p.GetValue(timeout), p.GetValue(logLevel)!, p.GetValue(report))).RunAsync());
+            p.GetValue(config), [.. p.GetValue(set) ?? [], .. GdbSets(p.GetValue(gdb), p.GetValue(gdbWait), p.GetValue(gdbRemote))],
+            p.GetValue(timeout), p.GetValue(logLevel)!, p.GetValue(report))).RunAsync());
         return run;
     }
 

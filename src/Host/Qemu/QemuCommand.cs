@@ -45,7 +45,8 @@ public static class QemuCommand
         await File.WriteAllTextAsync(guestFile, QemuCommandLine.ToHocon(q, Environment.CurrentDirectory));
         var realError = Console.Error;
         var held = new StringWriter();
-        Console.SetError(held);
+        Console.SetError(TextWriter.Synchronized(held));
+        RunCommand.KeepCallersStderr = true;
         int status;
         try
         {
