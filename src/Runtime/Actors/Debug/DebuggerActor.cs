@@ -111,7 +111,7 @@ public sealed class DebuggerActor : ReceiveActor
         try
         {
             await using var stream = new NetworkStream(client, ownsSocket: true);
-            client.NoDelay = client.AddressFamily != AddressFamily.Unix; // a packet per round trip: no Nagle delay
+            if (client.AddressFamily != AddressFamily.Unix) client.NoDelay = true; // a packet per round trip: no Nagle delay
             var target = new VmGdbTarget(_vm, _vcpuCount, _events.Reader, _events.Writer);
             var mode = await target.GuestModeAsync(ct);
             _log.Info("VM '{0}': gdb attached from {1} ({2})", _vmName, client.RemoteEndPoint?.ToString() ?? "unix socket", mode);
