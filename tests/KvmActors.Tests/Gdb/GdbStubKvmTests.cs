@@ -185,4 +185,54 @@ public sealed class GdbStubKvmTests : KvmTestKit
         Assert.Contains("PC=1101", text);
         Assert.Equal(VmEndReason.Halted, ended.Reason);
     }
+
+    [GdbFact]
+    public async Task Protected_mode_guest_gets_the_i386_description_breakpoint_step_and_memory()
+    {
+        var sink = SinkName();
+        // Flat 32-bit protected mode at 0x8000 (0x1000 holds the GDT in this mode): print 'A', the byte at 0x9000
+        // ('B'), then '\n'; hlt.
+        var image = new byte[0x1001];
+        Convert.FromHexString(
+            "b041" +          // 8000 mov al, 'A'
+            "66baf803" +      // 8002 mov dx, 0x3f8
+            "ee" +            // 8006 out dx, al
+            "a000900000" +    // 8007 mov al, [0x9000]
+            "ee" +            // 800c out dx, al
+            "b00a" +          // 800d mov al, '\n'
+            "ee" +            // 800f out dx, al
+            "f4").CopyTo(image, 0); // 8010 hlt
+        image[0x1000] = (byte)'B';
+        var hocon = $$"""
+            guest {
+              name = test
+              memory = [
+                { address = 0, size = 64K }
+              ]
+              image {
+                inline = "{{Guests.Hex(image)}}"
+                load-address = 0x8000
+              }
+              cpu.mode = protected
+              cpu.registers.rip = 0x8000
+              devices.com1.options.sink = "memory:{{sink}}"
+            }
+            """;
+        var (_, owner, port) = StartDebugged(Guest(hocon) with { Gdb = new GdbSpec("tcp:127.0.0.1:0", Wait: true) });
+        var text = await Gdb(port, null,
+            "show architecture",
+            "hbreak *0x8007",
+            "continue",
+            "printf \"PC=%x MEM=%x\\n\", $pc, *(unsigned char*)0x9000",
+            "stepi",
+            "printf \"STEP=%x AL=%x\\n\", $pc, $eax & 0xff",
+            "delete",
+            "continue");
+        var ended = owner.ExpectMsg<VmEnded>(TimeSpan.FromSeconds(20));
+        Assert.Contains("\"i386\"", text);
+        Assert.Contains("PC=8007 MEM=42", text);
+        Assert.Contains("STEP=800c AL=42", text);
+        Assert.Equal(VmEndReason.Halted, ended.Reason);
+        Assert.Equal("AB\n", SinkText(sink));
+    }
 }
