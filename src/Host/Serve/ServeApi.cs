@@ -1,3 +1,5 @@
+using Akka.Actor;
+using KvmActors.Runtime.Vm;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -42,10 +44,15 @@ public static class ServeApi
             catch (ProblemException p) { return Problem(p); }
         });
 
-        app.MapGet("/vms", (HttpContext c) => Results.Json(new JsonArray(Host(c).All.Select(v => (JsonNode)Summary(v)).ToArray())));
+        app.MapGet("/vms", async (HttpContext c) =>
+        {
+            var vms = Host(c).All.ToList();
+            var live = await Task.WhenAll(vms.Select(LiveStatus));
+            return Results.Json(new JsonArray(vms.Select((v, i) => (JsonNode)Summary(v, live[i])).ToArray()));
+        });
 
-        app.MapGet("/vms/{id}", (HttpContext c, string id) =>
-            Host(c).Find(id) is { } vm ? Results.Json(Details(vm)) : NotFound(id));
+        app.MapGet("/vms/{id}", async (HttpContext c, string id) =>
+            Host(c).Find(id) is { } vm ? Results.Json(Details(vm, await LiveStatus(vm))) : NotFound(id));
 
         app.MapGet("/vms/{id}/report", (HttpContext c, string id) =>
         {
@@ -202,7 +209,15 @@ public static class ServeApi
         }
     }
 
-    public static JsonObject Summary(HostedVm vm) => new()
+    /// <summary>A running VM's live exit counts (null once it has ended, or if it does not answer within a second).</summary>
+    private static async Task<VmStatus?> LiveStatus(HostedVm vm)
+    {
+        if (vm.Ended is not null || vm.Actor.IsNobody()) return null;
+        try { return await vm.Actor.Ask<VmStatus>(new GetVmStatus(), TimeSpan.FromSeconds(1)); }
+        catch (Exception e) when (e is AskTimeoutException or TaskCanceledException) { return null; }
+    }
+
+    public static JsonObject Summary(HostedVm vm, VmStatus? live = null) => new()
     {
         ["id"] = vm.Id,
         ["name"] = vm.Name,
@@ -210,12 +225,12 @@ public static class ServeApi
         ["vcpus"] = vm.Vcpus,
         ["memory"] = vm.MemoryBytes,
         ["uptimeMs"] = Math.Round(vm.Duration.TotalMilliseconds),
-        ["exits"] = vm.Ended is { } e ? e.Vcpus.Sum(v => v.Exits) : null,
+        ["exits"] = vm.Ended is { } e ? e.Vcpus.Sum(v => v.Exits) : live?.Vcpus.Sum(v => v.Exits),
     };
 
-    public static JsonObject Details(HostedVm vm)
+    public static JsonObject Details(HostedVm vm, VmStatus? live = null)
     {
-        var o = Summary(vm);
+        var o = Summary(vm, live);
         o["createdAt"] = vm.CreatedAt.ToString("O");
         o["endedAt"] = vm.EndedAt?.ToString("O");
         o["consoleBytes"] = vm.Console.Total;
@@ -238,6 +253,11 @@ public static class ServeApi
         else
         {
             o["end"] = null;
+            if (live is not null)
+                o["vcpuDetails"] = new JsonArray(live.Vcpus.Select(v => (JsonNode)new JsonObject
+                {
+                    ["id"] = v.VcpuId, ["thread"] = v.ThreadName, ["nativeThreadId"] = v.NativeThreadId, ["exits"] = v.Exits,
+                }).ToArray());
         }
         return o;
     }

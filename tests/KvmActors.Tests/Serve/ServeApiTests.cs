@@ -55,6 +55,39 @@ public sealed class ServeApiTests(SharedServer shared) : IClassFixture<SharedSer
     }
 
     [KvmFact]
+    public async Task A_running_vm_shows_its_exits_so_far_and_they_grow()
+    {
+        // mov dx, 0x3f8; mov al, 'A'; out dx, al; jmp back to the out: an exit per byte, forever.
+        var flood = """
+            guest {
+              name = flood
+              memory = [
+                { address = 0, size = 64K }
+              ]
+              image {
+                inline = "ba f8 03 b0 41 ee eb fd"
+                load-address = 0x1000
+              }
+              cpu.registers.rip = 0x1000
+            }
+            """;
+        var id = (string)(await S.CreateAsync(flood))["id"]!;
+        await S.WaitStateAsync(id, "running");
+        long Exits(JsonObject vm) => (long)vm["exits"]!;
+        var first = await S.GetVmAsync(id);
+        var later = first;
+        for (var i = 0; i < 100 && Exits(later) <= Exits(first); i++)
+        {
+            await Task.Delay(50);
+            later = await S.GetVmAsync(id);
+        }
+        Assert.True(Exits(later) > Exits(first), $"exits stayed at {Exits(first)}");
+        Assert.Equal("vcpu-0", (string)later["vcpuDetails"]![0]!["thread"]!);
+        using var stop = await S.Http.PostAsync($"vms/{id}/stop", null);
+        Assert.True(stop.IsSuccessStatusCode);
+    }
+
+    [KvmFact]
     public async Task Post_answers_201_with_location_and_accepts_hocon_bodies()
     {
         var content = new StringContent(ServeGuests.Printing("hocon body\n"), Encoding.UTF8, "application/hocon");

@@ -125,6 +125,12 @@ public sealed partial class VmActor : UntypedActor, IWithTimers
             case KickAgain:
                 foreach (var id in _vcpuNativeThreads.Keys) Kick(id);
                 break;
+            case GetVmStatus:
+                // VcpuProgress is the VM's own record of each vCPU (kept across restarts); its counters are written by
+                // the vCPU threads, so they are read here with Volatile.Read: a figure for a status call, not a fence.
+                Sender.Tell(new VmStatus(_progress.OrderBy(p => p.Key).Select(p => new VcpuLiveStatus(p.Key,
+                    Volatile.Read(ref p.Value.Exits), _vcpuNativeThreads.GetValueOrDefault(p.Key), $"vcpu-{p.Key}")).ToList()));
+                break;
             default:
                 if (!OnDebugMessage(message)) Unhandled(message);
                 break;

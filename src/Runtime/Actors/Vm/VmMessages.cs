@@ -50,6 +50,14 @@ public sealed record VmEnded(
     public override string ToString() => $"VM '{VmName}' ended: {Reason} ({Detail}), exit status {ExitStatus}";
 }
 
+/// <summary>Ask a running VM how far its vCPUs are; answered with <see cref="VmStatus"/>.</summary>
+public sealed record GetVmStatus;
+
+/// <summary>Each vCPU's exits so far and its thread, while the VM runs (the end report has the full summary).</summary>
+public sealed record VmStatus(IReadOnlyList<VcpuLiveStatus> Vcpus);
+
+public sealed record VcpuLiveStatus(int VcpuId, long Exits, int NativeThreadId, string ThreadName);
+
 /// <summary>Ask a VM to stop; it ends with <see cref="VmEndReason.StoppedOnRequest"/>.</summary>
 public sealed record StopVm(string Why = "stop requested");
 
