@@ -223,16 +223,19 @@ public static class CpuSetup
     /// <summary>
     /// Write the mode's boot tables and enter <paramref name="mode"/> at <paramref name="entry"/> with the stack at
     /// <paramref name="stack"/> (default <see cref="BootLayout.BootStackTop"/>; in real mode that is SS:SP = 0:0x7000).
+    /// The entry state is the machine's own (<see cref="Vm.CpuState"/>: real mode above 64 KiB runs with
+    /// CS = entry &gt;&gt; 4), so a bare vCPU set up here starts exactly as a VM's vCPU does.
     /// </summary>
     public static void Enter(KvmVcpu vcpu, IGuestMemory memory, CpuMode mode, ulong entry, ulong stack = BootLayout.BootStackTop)
     {
-        if (mode == CpuMode.Real && entry > 0xffff)
-            throw new BootSetupException($"real mode is entered with CS=0, so the entry point must be below 0x10000 (got 0x{entry:x})");
         if (mode == CpuMode.Protected && entry > uint.MaxValue)
             throw new BootSetupException($"protected mode entry point 0x{entry:x} is above 4 GiB");
         WriteBootTables(memory, mode);
         if (mode != CpuMode.Real) RequireRam(memory, new(BootLayout.BootStackBottom, BootLayout.BootStackTop, "boot stack"), mode);
-        SetEntryState(vcpu, mode, EntryRegs(entry, stack));
+        var regs = Vm.CpuState.EntryRegs(mode, entry);
+        regs.Rsp = stack;
+        vcpu.SetSregs(Vm.CpuState.EntrySregs(vcpu.GetSregs(), mode, entry));
+        vcpu.SetRegs(regs);
     }
 
     /// <summary>Multiboot v1 machine state: 32-bit protected mode, paging off, EAX=0x2BADB002, EBX=info address.</summary>
