@@ -198,38 +198,31 @@ public sealed class VmHost
 
     public enum ControlOutcome { Done, Conflict, TimedOut }
 
-    public async Task<ControlOutcome> PauseAsync(HostedVm vm, CancellationToken ct)
-    {
-        await vm.Control.WaitAsync(ct);
-        try
-        {
-            if (vm.State == VmStates.Paused) return ControlOutcome.Done;
-            if (vm.State == VmStates.Ended) return ControlOutcome.Conflict;
-            var ask = vm.Actor.Ask<VmPaused>(new PauseVm(), Settings.RequestTimeout, ct);
-            var first = await Task.WhenAny(ask, vm.Finished.Task);
-            if (first != ask) return ControlOutcome.Conflict;
-            try { await ask; } catch (Exception e) when (e is AskTimeoutException or TaskCanceledException) { return ControlOutcome.TimedOut; }
-            if (vm.State != VmStates.Ended) vm.State = VmStates.Paused;
-            Log.ForContext("VmId", vm.Id).Information("VM {VmId} paused", vm.Id);
-            return vm.State == VmStates.Paused ? ControlOutcome.Done : ControlOutcome.Conflict;
-        }
-        finally { vm.Control.Release(); }
-    }
+    public Task<ControlOutcome> PauseAsync(HostedVm vm, CancellationToken ct) =>
+        ChangeStateAsync<VmPaused>(vm, new PauseVm(), VmStates.Paused, already: v => v.State == VmStates.Paused, "paused", ct);
 
-    public async Task<ControlOutcome> ResumeAsync(HostedVm vm, CancellationToken ct)
+    public Task<ControlOutcome> ResumeAsync(HostedVm vm, CancellationToken ct) =>
+        ChangeStateAsync<VmResumed>(vm, new ResumeVm(), VmStates.Running, already: v => v.State is VmStates.Running or VmStates.Creating, "resumed", ct);
+
+    /// <summary>
+    /// Pause or resume: idempotent (<paramref name="already"/> is done at once), a conflict once the VM has ended
+    /// (also when it ends while the VM actor is asked), one request at a time per VM.
+    /// </summary>
+    private async Task<ControlOutcome> ChangeStateAsync<TReply>(HostedVm vm, object request, string target, Func<HostedVm, bool> already, string verb,
+        CancellationToken ct)
     {
         await vm.Control.WaitAsync(ct);
         try
         {
-            if (vm.State is VmStates.Running or VmStates.Creating) return ControlOutcome.Done;
+            if (already(vm)) return ControlOutcome.Done;
             if (vm.State == VmStates.Ended) return ControlOutcome.Conflict;
-            var ask = vm.Actor.Ask<VmResumed>(new ResumeVm(), Settings.RequestTimeout, ct);
+            var ask = vm.Actor.Ask<TReply>(request, Settings.RequestTimeout, ct);
             var first = await Task.WhenAny(ask, vm.Finished.Task);
             if (first != ask) return ControlOutcome.Conflict;
             try { await ask; } catch (Exception e) when (e is AskTimeoutException or TaskCanceledException) { return ControlOutcome.TimedOut; }
-            if (vm.State != VmStates.Ended) vm.State = VmStates.Running;
-            Log.ForContext("VmId", vm.Id).Information("VM {VmId} resumed", vm.Id);
-            return vm.State == VmStates.Running ? ControlOutcome.Done : ControlOutcome.Conflict;
+            if (vm.State != VmStates.Ended) vm.State = target;
+            Log.ForContext("VmId", vm.Id).Information("VM {VmId} " + verb, vm.Id);
+            return vm.State == target ? ControlOutcome.Done : ControlOutcome.Conflict;
         }
         finally { vm.Control.Release(); }
     }
