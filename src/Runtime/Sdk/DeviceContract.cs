@@ -56,7 +56,8 @@ public sealed class DeviceContext
 /// <summary>
 /// Base class for device actors: turns port and MMIO messages into <see cref="OnRead"/> and
 /// <see cref="OnWrite"/> calls and answers reads. A device declares its ranges in config; the runtime
-/// routes accesses to it. Override <see cref="OnMessage"/> for messages of its own (host input, timers).
+/// routes accesses to it. Override <see cref="OnMessage"/> for messages of its own (host input, timers), and
+/// <see cref="SaveState"/>/<see cref="RestoreState"/> for a device whose state a VM snapshot must carry.
 /// </summary>
 public abstract class DeviceActor : UntypedActor
 {
@@ -73,6 +74,22 @@ public abstract class DeviceActor : UntypedActor
 
     /// <summary>Any other message; the default marks it unhandled.</summary>
     protected virtual void OnMessage(object message) => Unhandled(message);
+
+    /// <summary>
+    /// The device's guest-visible state for a VM snapshot, as a versioned record of its own
+    /// (<see cref="DeviceState.Of{T}"/>), or null (the default): the device declares no state and a restored VM
+    /// gets it fresh. A device that overrides this must override <see cref="RestoreState"/>.
+    /// </summary>
+    protected virtual DeviceState? SaveState() => null;
+
+    /// <summary>
+    /// Takes a state <see cref="SaveState"/> made (its <see cref="DeviceState.Type"/> is this device's type,
+    /// checked before the call). Called right after the device is created, before any access. Check the version
+    /// (<see cref="DeviceState.ExpectVersion"/>) and every value, and throw <see cref="DeviceStateException"/>
+    /// naming what is wrong: the VM then ends with that error instead of running on a state that cannot be.
+    /// Restore into the object <see cref="Kept{T}"/> hands out, so a later restart keeps the restored state.
+    /// </summary>
+    protected virtual void RestoreState(DeviceState state) { }
 
     /// <summary>
     /// Whether the device's guest-visible state survives a restart of its actor (see <see cref="Kept{T}"/>).
@@ -131,10 +148,34 @@ public abstract class DeviceActor : UntypedActor
                 PublishReadSnapshot();
                 Reply(sender, new ReadCompleted(r.Seq, value));
                 break;
+            case SaveDeviceState:
+                sender.Tell(new DeviceStateSaved(Device.Name, SaveState()), Self);
+                break;
+            case RestoreDeviceState restore:
+                var error = Restore(restore.State);
+                PublishReadSnapshot();
+                sender.Tell(new DeviceStateRestored(Device.Name, error), Self);
+                break;
             default:
                 OnMessage(message);
                 PublishReadSnapshot();
                 break;
+        }
+    }
+
+    // A state file is input, not a bug of the device: whatever RestoreState throws is the answer, not a crash.
+    private string? Restore(DeviceState state)
+    {
+        if (state.Type != Device.Type)
+            return $"the saved state is of a '{state.Type}' device; '{Device.Name}' is a '{Device.Type}'";
+        try
+        {
+            RestoreState(state);
+            return null;
+        }
+        catch (Exception e)
+        {
+            return e is KvmActorsException ? e.Message : $"{e.GetType().Name}: {e.Message}";
         }
     }
 

@@ -237,7 +237,6 @@ public sealed partial class HostIo
         if (spec == "stdin") return StdinInput.Shared;
         if (spec.StartsWith("memory:")) return MemoryInput(spec["memory:".Length..]);
         if (spec.StartsWith(AttachedIo.Prefix)) return Attached.Input(spec[AttachedIo.Prefix.Length..]);
-        if (spec.StartsWith(AttachedIo.Prefix)) return Attached.Input(spec[AttachedIo.Prefix.Length..]);
         throw new ArgumentException($"unknown input '{spec}' (use none, stdin or memory:NAME)");
     }
 }
