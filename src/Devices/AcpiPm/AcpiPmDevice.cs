@@ -42,4 +42,14 @@ public sealed class AcpiPmDevice : DeviceActor
                 break;
         }
     }
+
+    public const int StateVersion = 1;
+
+    protected override DeviceState SaveState() => DeviceState.Of(Device.Type, StateVersion, _registers.Save());
+
+    protected override void RestoreState(DeviceState state)
+    {
+        state.ExpectVersion(StateVersion);
+        _registers.Restore(state.Read<AcpiPmState>());
+    }
 }

@@ -1,7 +1,15 @@
+using KvmActors.Sdk;
+
 namespace KvmActors.Devices.AcpiPm;
 
 /// <summary>What a PM1 control write asked for.</summary>
 public enum SleepRequest { None, Suspend, PowerOff }
+
+/// <summary>
+/// An <see cref="AcpiPmRegisters"/>'s state: PM1 status, enable and control, and how far the PM timer had run
+/// (the restored timer goes on counting from there).
+/// </summary>
+public sealed record AcpiPmState(ushort Status, ushort Enable, ushort Control, TimeSpan TimerElapsed);
 
 /// <summary>
 /// The ACPI fixed-hardware registers of a PIIX4-style PM block (QEMU's <c>pc</c> machine, base 0x600), by offset:
@@ -20,9 +28,12 @@ public sealed class AcpiPmRegisters(Func<TimeSpan> clock, int s3Type = 1, int s5
     public const uint TimerMask = 0xffffff;
 
     private ushort _status, _enable, _control = SciEn;
+    private TimeSpan _timerBase; // added to the clock: moves the timer to where a restored state had it
 
-    /// <summary>The timer's count now: ticks since the clock's zero, 24 bits.</summary>
-    public uint Timer => (uint)((ulong)(clock().Ticks * (TimerHz / TimeSpan.TicksPerSecond)) & TimerMask);
+    private TimeSpan TimerElapsed => clock() + _timerBase;
+
+    /// <summary>The timer's count now: ticks since the clock's zero (plus a restored state's run), 24 bits.</summary>
+    public uint Timer => (uint)((ulong)(TimerElapsed.Ticks * (TimerHz / TimeSpan.TicksPerSecond)) & TimerMask);
 
     public ulong Read(ulong offset, int size)
     {
@@ -73,4 +84,19 @@ public sealed class AcpiPmRegisters(Func<TimeSpan> clock, int s3Type = 1, int s5
     public ushort Status => _status;
     public ushort Enable => _enable;
     public ushort Control => _control;
+
+    public AcpiPmState Save() => new(_status, _enable, _control, TimerElapsed);
+
+    /// <summary>Takes a saved state, after checking it (a <see cref="DeviceStateException"/> names the field that cannot be).</summary>
+    public void Restore(AcpiPmState state)
+    {
+        if ((state.Control & SciEn) == 0 || (state.Control & SlpEn) != 0)
+            throw new DeviceStateException($"acpi-pm state: control: 0x{state.Control:x4} must have SCI_EN (bit 0) set and SLP_EN (bit 13) clear");
+        if (state.TimerElapsed < TimeSpan.Zero)
+            throw new DeviceStateException($"acpi-pm state: timerElapsed: {state.TimerElapsed} is negative");
+        _status = state.Status;
+        _enable = state.Enable;
+        _control = state.Control;
+        _timerBase = state.TimerElapsed - clock();
+    }
 }

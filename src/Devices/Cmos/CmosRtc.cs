@@ -1,4 +1,12 @@
+using KvmActors.Sdk;
+
 namespace KvmActors.Devices.Cmos;
+
+/// <summary>
+/// A <see cref="CmosRtc"/>'s state: the 128 bytes, the index and NMI mask, and the guest clock's offset from the
+/// host's UTC clock (so a restored clock goes on from host time as it did, and keeps what the guest set).
+/// </summary>
+public sealed record CmosRtcState(byte[] Ram, byte Index, bool NmiMasked, TimeSpan ClockOffset);
 
 /// <summary>
 /// The PC's CMOS RAM and MC146818 real-time clock, behind an index port (0x70) and a data port (0x71).
@@ -144,4 +152,24 @@ public sealed class CmosRtc
         var wanted = new DateTime(year, month, day, hour, minute, second, DateTimeKind.Utc).AddTicks(now.Ticks % TimeSpan.TicksPerSecond);
         _offset += wanted - now;
     }
+
+    public CmosRtcState Save() => new(_ram.ToArray(), _index, NmiMasked, _offset);
+
+    /// <summary>Takes a saved state, after checking every field (a <see cref="DeviceStateException"/> names the one that cannot be).</summary>
+    public void Restore(CmosRtcState state)
+    {
+        if (state.Ram.Length != _ram.Length)
+            throw Invalid("ram", $"{state.Ram.Length} bytes, CMOS has {_ram.Length}");
+        if (state.Index > 0x7f)
+            throw Invalid("index", $"0x{state.Index:x2} is past the last byte (0x7f; the NMI mask is its own field)");
+        var guestTicks = (decimal)_utcNow().Ticks + state.ClockOffset.Ticks;
+        if (guestTicks < DateTime.MinValue.Ticks || guestTicks > DateTime.MaxValue.Ticks)
+            throw Invalid("clockOffset", $"{state.ClockOffset} puts the clock outside years 1..9999");
+        state.Ram.CopyTo(_ram, 0);
+        _index = state.Index;
+        NmiMasked = state.NmiMasked;
+        _offset = state.ClockOffset;
+    }
+
+    private static DeviceStateException Invalid(string field, string problem) => new($"cmos-rtc state: {field}: {problem}");
 }

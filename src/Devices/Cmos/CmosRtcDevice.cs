@@ -6,7 +6,7 @@ namespace KvmActors.Devices.Cmos;
 /// <c>cmos-rtc</c>: CMOS RAM and the real-time clock at ports <c>0x70-0x71</c> (index with the NMI-mask bit, data);
 /// time from the host's UTC clock; the memory-size and CPU-count bytes firmware stores. See <see cref="CmosRtc"/>.
 /// </summary>
-/// <remarks>Options: none.</remarks>
+/// <remarks>Options: none. Snapshot: the CMOS bytes, index, NMI mask and clock offset (<see cref="CmosRtcState"/>, version 1).</remarks>
 [DeviceType("cmos-rtc")]
 public sealed class CmosRtcDevice : DeviceActor
 {
@@ -37,5 +37,15 @@ public sealed class CmosRtcDevice : DeviceActor
     protected override void OnWrite(DeviceAccess access, ulong value)
     {
         for (var i = 0; i < access.Size; i++) _cmos.Write(access.Offset + (ulong)i, (byte)(value >> (8 * i)));
+    }
+
+    public const int StateVersion = 1;
+
+    protected override DeviceState SaveState() => DeviceState.Of(Device.Type, StateVersion, _cmos.Save());
+
+    protected override void RestoreState(DeviceState state)
+    {
+        state.ExpectVersion(StateVersion);
+        _cmos.Restore(state.Read<CmosRtcState>());
     }
 }

@@ -38,6 +38,8 @@ public sealed record DebugConSettings(string Sink, byte Readback)
 /// (or the device stops).</para>
 /// <para>Reads: every byte of the access width is <c>readback</c> (a 2-byte read gives 0xe9e9 by default),
 /// again as a split byte access would.</para>
+/// <para>Snapshot: none (state-less: a restored VM gets it fresh). It keeps nothing a guest can observe: reads
+/// give the configured <c>readback</c>, and the count of dropped bytes is the host's diagnostic, not the guest's.</para>
 /// <para>The sink is opened when the device is created (a bad sink fails the device with a
 /// <see cref="ConfigException"/> naming <c>sink</c>) and closed when it stops.</para>
 /// </remarks>

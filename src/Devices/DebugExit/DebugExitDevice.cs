@@ -46,6 +46,8 @@ public readonly record struct DebugExitStatus(ulong Value, ulong FullStatus, int
 /// <para>Options: none (an <c>options</c> block with any key is rejected).</para>
 /// <para>Reads: QEMU's device is write-only; here a read returns all ones of the access width, what an
 /// unclaimed port gives, so probing the port looks the same as on a machine without the device.</para>
+/// <para>Snapshot: none (state-less: a restored VM gets it fresh). Its one field says the VM is already ending,
+/// and an ending VM has nothing left to restore.</para>
 /// <para>Only the first write ends the VM: writes that arrive while the VM is already ending (another
 /// vCPU, or the same one before it is stopped) are logged at debug level and dropped, so the status
 /// reported is the one the guest asked for first.</para>

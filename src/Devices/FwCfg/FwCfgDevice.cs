@@ -17,6 +17,8 @@ namespace KvmActors.Devices.FwCfg;
 /// return 0. The spec's I/O data register is 8 bits; a wider read here returns that many consecutive bytes,
 /// the first in the low byte. Writes are ignored, as in QEMU since 2.4 for this interface.</para>
 /// <para>Options: none yet (any key is rejected).</para>
+/// <para>Snapshot: the selector and data offset (<see cref="FwCfgPortState"/>, version 1); the items come from
+/// the machine, as they did when the device was first created.</para>
 /// </remarks>
 [DeviceType("fw-cfg")]
 public sealed class FwCfgDevice : DeviceActor
@@ -45,5 +47,15 @@ public sealed class FwCfgDevice : DeviceActor
     {
         if (access.Offset == SelectorOffset) _port.Select((ushort)value);
         // Data writes: ignored.
+    }
+
+    public const int StateVersion = 1;
+
+    protected override DeviceState SaveState() => DeviceState.Of(Device.Type, StateVersion, _port.Save());
+
+    protected override void RestoreState(DeviceState state)
+    {
+        state.ExpectVersion(StateVersion);
+        _port.Restore(state.Read<FwCfgPortState>());
     }
 }

@@ -2,6 +2,9 @@ using KvmActors.Sdk;
 
 namespace KvmActors.Devices.FwCfg;
 
+/// <summary>A <see cref="FwCfgPort"/>'s state: the selector as written (with its flag bits) and the data offset in that item.</summary>
+public sealed record FwCfgPortState(ushort Selector, int Offset);
+
 /// <summary>
 /// The traditional fw_cfg interface over an item table: a selector that picks an item and rewinds the data
 /// offset, and a data register that reads the item one byte at a time.
@@ -36,5 +39,17 @@ public sealed class FwCfgPort(FwCfgItems items)
         ulong v = 0;
         for (var i = 0; i < size; i++) v |= (ulong)ReadByte() << (8 * i);
         return v;
+    }
+
+    public FwCfgPortState Save() => new(Selector, _offset);
+
+    /// <summary>Takes a saved selector and offset; the offset must lie within the selected item (or at its end).</summary>
+    public void Restore(FwCfgPortState state)
+    {
+        var length = Items.Get(state.Selector).Length;
+        if (state.Offset < 0 || state.Offset > length)
+            throw new DeviceStateException($"fw-cfg state: offset: {state.Offset} is outside item 0x{FwCfgItems.KeyOf(state.Selector):x4} ({length} bytes)");
+        Selector = state.Selector;
+        _offset = state.Offset;
     }
 }

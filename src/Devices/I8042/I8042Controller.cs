@@ -10,6 +10,16 @@ public enum I8042Effect
     ResetPulsed,
 }
 
+/// <summary>A byte waiting in the 8042's output buffer, and whether it is from the auxiliary port.</summary>
+public sealed record I8042Output(byte Value, bool Aux);
+
+/// <summary>
+/// An <see cref="I8042Controller"/>'s state: its 32 bytes of internal RAM (byte 0 is the command byte), the output
+/// buffer (oldest first), the command waiting for its data byte, the status register's last-write bit, the data
+/// latch (what a read of an empty buffer returns) and the output port.
+/// </summary>
+public sealed record I8042State(byte[] Ram, I8042Output[] Output, byte? PendingCommand, bool LastWriteWasCommand, byte LastData, byte OutputPort);
+
 /// <summary>
 /// A stub 8042 keyboard controller with nothing attached to it: enough of the register interface for a
 /// guest to probe it, read and write its command byte and, above all, reset the machine through it.
@@ -155,4 +165,29 @@ public sealed class I8042Controller
     {
         if (_output.Count < MaxPendingOutput) _output.Enqueue((value, aux));
     }
+
+    public I8042State Save() =>
+        new(_ram.ToArray(), _output.Select(o => new I8042Output(o.Value, o.Aux)).ToArray(), _pendingCommand, _lastWriteWasCommand, _lastData, OutputPort);
+
+    /// <summary>Takes a saved state, after checking every field (a <see cref="DeviceStateException"/> names the one that cannot be).</summary>
+    public void Restore(I8042State state)
+    {
+        if (state.Ram.Length != _ram.Length)
+            throw Invalid("ram", $"{state.Ram.Length} bytes, the controller has {_ram.Length}");
+        if (state.Output.Length > MaxPendingOutput)
+            throw Invalid("output", $"{state.Output.Length} bytes, more than the buffer holds ({MaxPendingOutput})");
+        if (state.Output.Any(o => o is null))
+            throw Invalid("output", "an entry is null");
+        if (state.PendingCommand is { } c && c is not (>= 0x60 and <= 0x7f or 0xd1 or 0xd2 or 0xd3 or 0xd4))
+            throw Invalid("pendingCommand", $"0x{c:x2} is not a command that waits for a data byte");
+        state.Ram.CopyTo(_ram, 0);
+        _output.Clear();
+        foreach (var o in state.Output) _output.Enqueue((o.Value, o.Aux));
+        _pendingCommand = state.PendingCommand;
+        _lastWriteWasCommand = state.LastWriteWasCommand;
+        _lastData = state.LastData;
+        OutputPort = state.OutputPort;
+    }
+
+    private static DeviceStateException Invalid(string field, string problem) => new($"i8042 state: {field}: {problem}");
 }

@@ -17,6 +17,8 @@ namespace KvmActors.Devices.I8042;
 /// writes; in particular 0x61 (port B: PIT channel 2 gate, speaker) is not emulated here. Two ranges
 /// leave 0x61 free for a device that does.</para>
 /// <para>Registers are 8 bits: a wider write uses its low byte; a wider read returns the byte zero-extended.</para>
+/// <para>Snapshot: the whole controller (<see cref="I8042State"/>, version 1). Whether a reset was already sent is
+/// not state: a reset ends the VM.</para>
 /// <para>Reset: the first reset pulse ends the VM; later ones (the VM is already ending) are logged at debug level.</para>
 /// </remarks>
 [DeviceType("i8042")]
@@ -68,5 +70,15 @@ public sealed class I8042Device : DeviceActor
         }
         _resetSent = true;
         EndVm(VmEndReason.ResetRequested, detail);
+    }
+
+    public const int StateVersion = 1;
+
+    protected override DeviceState SaveState() => DeviceState.Of(Device.Type, StateVersion, _controller.Save());
+
+    protected override void RestoreState(DeviceState state)
+    {
+        state.ExpectVersion(StateVersion);
+        _controller.Restore(state.Read<I8042State>());
     }
 }

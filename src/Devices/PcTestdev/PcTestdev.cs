@@ -1,4 +1,12 @@
+using KvmActors.Sdk;
+
 namespace KvmActors.Devices.PcTestdev;
+
+/// <summary>
+/// A <see cref="PcTestdevModel"/>'s state: the data register, the flush-page count and last page, and the 64 KiB
+/// test memory (null while it is all zeros, so a state file stays small for the common case).
+/// </summary>
+public sealed record PcTestdevState(uint Data, long Flushes, uint LastFlushAddress, byte[]? Iomem);
 
 /// <summary>
 /// The register model of QEMU's ISA test device (<c>-device pc-testdev</c>), as kvm-unit-tests uses it:
@@ -85,6 +93,23 @@ public sealed class PcTestdevModel
     {
         for (var i = 0; i < size && offset + (ulong)i < IomemLength; i++)
             _iomem[offset + (ulong)i] = (byte)(value >> (i * 8));
+    }
+
+    public PcTestdevState Save() =>
+        new(Data, Flushes, LastFlushAddress, _iomem.AsSpan().ContainsAnyExcept((byte)0) ? _iomem.ToArray() : null);
+
+    /// <summary>Takes a saved state, after checking it (a <see cref="DeviceStateException"/> names the field that cannot be).</summary>
+    public void Restore(PcTestdevState state)
+    {
+        if (state.Iomem is { Length: var n } && (ulong)n != IomemLength)
+            throw new DeviceStateException($"pc-testdev state: iomem: {n} bytes, the test memory has {IomemLength}");
+        if (state.Flushes < 0)
+            throw new DeviceStateException($"pc-testdev state: flushes: {state.Flushes} is negative");
+        Data = state.Data;
+        Flushes = state.Flushes;
+        LastFlushAddress = state.LastFlushAddress;
+        if (state.Iomem is { } iomem) iomem.CopyTo(_iomem, 0);
+        else Array.Clear(_iomem);
     }
 
     private static ulong Mask(int size) => size >= 8 ? ulong.MaxValue : (1UL << (size * 8)) - 1;

@@ -8,7 +8,7 @@ namespace KvmActors.Devices.PcTestdev;
 /// by absolute address, as QEMU's device sits at fixed addresses. IRQ-port writes drive the in-kernel
 /// irqchip's line (a no-op without <c>irqchip = true</c>).
 /// </summary>
-/// <remarks>Options: none.</remarks>
+/// <remarks>Options: none. Snapshot: the data register, flush count and test memory (<see cref="PcTestdevState"/>, version 1).</remarks>
 [DeviceType("pc-testdev")]
 public sealed class PcTestdevDevice : DeviceActor
 {
@@ -29,5 +29,15 @@ public sealed class PcTestdevDevice : DeviceActor
         }
         if (_model.WritePort((ushort)access.Address, access.Size, value) is { } irq)
             SetIrq(irq.Line, irq.Level);
+    }
+
+    public const int StateVersion = 1;
+
+    protected override DeviceState SaveState() => DeviceState.Of(Device.Type, StateVersion, _model.Save());
+
+    protected override void RestoreState(DeviceState state)
+    {
+        state.ExpectVersion(StateVersion);
+        _model.Restore(state.Read<PcTestdevState>());
     }
 }

@@ -24,6 +24,9 @@ public sealed class PciConfigNoDevices
 
     public uint Address { get; private set; }
 
+    /// <summary>Takes a saved CONFIG_ADDRESS (any 32-bit value is one the guest could have written).</summary>
+    public void Restore(uint address) => Address = address;
+
     public ulong Read(ulong offset, int size)
     {
         var allOnes = size >= 8 ? ulong.MaxValue : (1UL << (size * 8)) - 1;

@@ -16,6 +16,7 @@ namespace KvmActors.Devices.PostCode;
 /// <para>Writes: a POST card latches data lines 0-7 only, so a 2- or 4-byte write records its low byte.</para>
 /// <para>Reads: the last code written, zero-extended to the access width (0x00 before any write), like the
 /// DMA page register that port 0x80 is on a PC.</para>
+/// <para>Snapshot: the last code and the log (<see cref="PostCodeLogState"/>, version 1).</para>
 /// </remarks>
 [DeviceType("post-code")]
 public sealed class PostCodeDevice : DeviceActor
@@ -46,5 +47,15 @@ public sealed class PostCodeDevice : DeviceActor
     {
         if (message is GetPostCodes) Sender.Tell(_log.Snapshot());
         else Unhandled(message);
+    }
+
+    public const int StateVersion = 1;
+
+    protected override DeviceState SaveState() => DeviceState.Of(Device.Type, StateVersion, _log.Save());
+
+    protected override void RestoreState(DeviceState state)
+    {
+        state.ExpectVersion(StateVersion);
+        _log.Restore(state.Read<PostCodeLogState>());
     }
 }

@@ -22,6 +22,9 @@ public sealed record PostCodes(IReadOnlyList<byte> Codes)
     public long Total => Codes.Count + Dropped;
 }
 
+/// <summary>A <see cref="PostCodeLog"/>'s state: the last code, the codes kept (oldest first) and how many older ones were dropped.</summary>
+public sealed record PostCodeLogState(byte Last, byte[] Codes, long Dropped);
+
 /// <summary>The codes written to a POST port: the most recent <see cref="Capacity"/> of them, plus the last one.</summary>
 public sealed class PostCodeLog
 {
@@ -50,4 +53,20 @@ public sealed class PostCodeLog
     }
 
     public PostCodes Snapshot() => new(ImmutableArray.CreateRange(_codes)) { Dropped = Dropped };
+
+    public PostCodeLogState Save() => new(Last, _codes.ToArray(), Dropped);
+
+    /// <summary>
+    /// Takes a saved log. More codes than <see cref="Capacity"/> (<c>max-codes</c> was lowered since) is not an
+    /// error: the oldest go, counted as dropped, as if they had been written with this limit.
+    /// </summary>
+    public void Restore(PostCodeLogState state)
+    {
+        if (state.Dropped < 0) throw new DeviceStateException($"post-code state: dropped: {state.Dropped} is negative");
+        var excess = Math.Max(0, state.Codes.Length - Capacity);
+        _codes.Clear();
+        foreach (var code in state.Codes.AsSpan(excess)) _codes.Enqueue(code);
+        Dropped = state.Dropped + excess;
+        Last = state.Last;
+    }
 }

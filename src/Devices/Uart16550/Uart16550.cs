@@ -79,6 +79,24 @@ public static class UartMsr
     public const byte Deltas = 0x0F, Inputs = 0xF0;
 }
 
+/// <summary>
+/// A <see cref="Uart16550"/>'s guest-visible state (register fields as the model keeps them; FIFOs oldest first).
+/// FCR is write-only: what it set is <paramref name="FifoEnabled"/> and <paramref name="RxTrigger"/>.
+/// </summary>
+/// <param name="Rbr">The last byte read, which RBR returns again while the receiver is empty.</param>
+/// <param name="LineErrors">LSR bits OE, PE, FE, BI, sticky until LSR is read.</param>
+/// <param name="RxFifoError">LSR bit 7's latch.</param>
+/// <param name="ThrEmptyInterrupt">The THRE interrupt latch (set when THR empties, cleared by an IIR read or a THR write).</param>
+/// <param name="MsrInputs">MSR bits 7..4 as the guest sees them; <paramref name="HostModemInputs"/>: the host's lines (hidden in loopback).</param>
+/// <param name="BreakLooped">A loopback break already delivered its one break byte.</param>
+/// <param name="Rx">Received bytes the guest has not read (pending input); <paramref name="RxErrors"/>: each one's LSR error bits.</param>
+/// <param name="Tx">Bytes the guest wrote that the host has not taken yet: sent on when the host has room.</param>
+public sealed record Uart16550State(
+    byte Ier, byte Lcr, byte Mcr, byte Scr, byte Dll, byte Dlm,
+    bool FifoEnabled, int RxTrigger, byte Rbr, byte LineErrors, bool RxFifoError, bool ThrEmptyInterrupt,
+    byte MsrInputs, byte MsrDeltas, byte HostModemInputs, bool BreakLooped,
+    byte[] Rx, byte[] RxErrors, byte[] Tx, long TransmitOverruns);
+
 /// <summary>The host end of a UART's line: takes 0..all of the offered bytes, never blocking, and returns how many.</summary>
 public delegate int HostTransmit(ReadOnlySpan<byte> bytes);
 
@@ -451,6 +469,55 @@ public sealed class Uart16550
         InterruptChanged?.Invoke(level);
     }
 
+    // ---- snapshot ----
+
+    /// <summary>Everything guest-visible, as a record (the FIFOs oldest first): see <see cref="Uart16550State"/>.</summary>
+    public Uart16550State Save()
+    {
+        var (rx, rxErrors) = _rx.ToArrays();
+        var (tx, _) = _tx.ToArrays();
+        return new Uart16550State(
+            _ier, _lcr, _mcr, _scr, _dll, _dlm, _fifoEnabled, _rxTrigger, _rbr, _lineErrors, _rxFifoError,
+            _thrEmptyInterrupt, _msrInputs, _msrDeltas, _hostModemInputs, _breakLooped, rx, rxErrors, tx, TransmitOverruns);
+    }
+
+    /// <summary>
+    /// Takes a saved state, after checking every field (a <see cref="DeviceStateException"/> names the one that
+    /// cannot be). Bytes restored into the TX FIFO are not sent here: the host calls <see cref="Drain"/> when it is
+    /// ready. The IRQ output is brought to the restored registers' level.
+    /// </summary>
+    public void Restore(Uart16550State s)
+    {
+        Check(s.Ier <= 0x0F, "ier", $"0x{s.Ier:x2} has bits above 3 set");
+        Check(s.Mcr <= UartMcr.Writable, "mcr", $"0x{s.Mcr:x2} has bits above 4 set");
+        Check(s.RxTrigger is 1 or 4 or 8 or 14, "rxTrigger", $"{s.RxTrigger} is not 1, 4, 8 or 14");
+        Check((s.LineErrors & ~UartLsr.Errors) == 0, "lineErrors", $"0x{s.LineErrors:x2} is not a set of LSR error bits (0x1e)");
+        Check((s.MsrInputs & ~UartMsr.Inputs) == 0, "msrInputs", $"0x{s.MsrInputs:x2} has bits below 4 set");
+        Check((s.MsrDeltas & ~UartMsr.Deltas) == 0, "msrDeltas", $"0x{s.MsrDeltas:x2} has bits above 3 set");
+        Check((s.HostModemInputs & ~UartMsr.Inputs) == 0, "hostModemInputs", $"0x{s.HostModemInputs:x2} has bits below 4 set");
+        int capacity = s.FifoEnabled ? FifoSize : 1;
+        Check(s.Rx.Length <= capacity, "rx", $"{s.Rx.Length} bytes, more than the receiver holds ({capacity})");
+        Check(s.RxErrors.Length == s.Rx.Length, "rxErrors", $"{s.RxErrors.Length} entries for {s.Rx.Length} received bytes");
+        Check(s.RxErrors.All(e => (e & ~UartLsr.Errors) == 0), "rxErrors", "an entry is not a set of LSR error bits (0x1e)");
+        Check(s.Tx.Length <= capacity, "tx", $"{s.Tx.Length} bytes, more than the transmitter holds ({capacity})");
+        Check(s.TransmitOverruns >= 0, "transmitOverruns", "negative");
+
+        _ier = s.Ier; _lcr = s.Lcr; _mcr = s.Mcr; _scr = s.Scr; _dll = s.Dll; _dlm = s.Dlm;
+        _fifoEnabled = s.FifoEnabled; _rxTrigger = s.RxTrigger; _rbr = s.Rbr;
+        _lineErrors = s.LineErrors; _rxFifoError = s.RxFifoError; _thrEmptyInterrupt = s.ThrEmptyInterrupt;
+        _msrInputs = s.MsrInputs; _msrDeltas = s.MsrDeltas; _hostModemInputs = s.HostModemInputs; _breakLooped = s.BreakLooped;
+        _rx.Clear(); _tx.Clear();
+        for (int i = 0; i < s.Rx.Length; i++) _rx.Enqueue(s.Rx[i], s.RxErrors[i]);
+        foreach (var b in s.Tx) _tx.Enqueue(b, 0);
+        TransmitOverruns = s.TransmitOverruns;
+        UpdateIrq();
+    }
+
+    private static void Check(bool ok, string field, string problem)
+    {
+        if (!ok) throw new DeviceStateException($"uart-16550 state: {field}: {problem}");
+    }
+
     /// <summary>A 16-entry ring of bytes, each with the LSR error bits it was received with.</summary>
     private sealed class ByteFifo
     {
@@ -503,5 +570,18 @@ public sealed class Uart16550
         }
 
         public void Clear() { _head = 0; Count = 0; }
+
+        /// <summary>The bytes and their error bits, oldest first, as new arrays.</summary>
+        public (byte[] Data, byte[] Errors) ToArrays()
+        {
+            var data = new byte[Count];
+            var errors = new byte[Count];
+            for (int i = 0; i < Count; i++)
+            {
+                data[i] = _data[(_head + i) % FifoSize];
+                errors[i] = _errors[(_head + i) % FifoSize];
+            }
+            return (data, errors);
+        }
     }
 }

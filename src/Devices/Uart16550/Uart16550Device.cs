@@ -22,6 +22,9 @@ namespace KvmActors.Devices.Uart16550;
 /// ignore writes.
 /// <para>The UART keeps its guest-visible state across a restart of its actor (registers, FIFOs, the sink,
 /// host bytes not yet received): a driver in the guest never sees a restart.</para>
+/// <para>Snapshot: the state (<see cref="UartSaved"/>, version 1) is the registers and both FIFOs
+/// (<see cref="Uart16550State"/>) and the host input read but not yet taken by the receiver. A restored UART
+/// sends the TX FIFO's bytes on as its sink takes them.</para>
 /// </summary>
 [DeviceType("uart-16550")]
 public sealed class Uart16550Device : DeviceActor
@@ -36,6 +39,11 @@ public sealed class Uart16550Device : DeviceActor
         public ImmutableArray<byte> Held = ImmutableArray<byte>.Empty; // received from the host, not yet taken by the FIFO
         public int HeldOffset;
     }
+
+    /// <summary>The UART's snapshot record: the chip, and host input already read that the receiver has not taken yet.</summary>
+    public sealed record UartSaved(Uart16550State Uart, byte[] HeldInput);
+
+    public const int StateVersion = 1;
 
     private readonly State _state;
     private readonly int _irq;
@@ -170,7 +178,8 @@ public sealed class Uart16550Device : DeviceActor
         {
             case HostInputReceived received:
                 _inputRequested = false;
-                _held = received.Bytes;
+                // Held bytes remain only after a restore put some back while a request was out: they come first.
+                _held = _heldOffset < _held.Length ? _held[_heldOffset..].AddRange(received.Bytes) : received.Bytes;
                 _heldOffset = 0;
                 FeedHeld();
                 RequestInput();
@@ -191,11 +200,28 @@ public sealed class Uart16550Device : DeviceActor
         }
     }
 
+    protected override DeviceState SaveState() =>
+        DeviceState.Of(Device.Type, StateVersion, new UartSaved(_uart.Save(), _held.AsSpan()[_heldOffset..].ToArray()));
+
+    protected override void RestoreState(DeviceState state)
+    {
+        state.ExpectVersion(StateVersion);
+        var saved = state.Read<UartSaved>();
+        // Host input is asked for at most the receiver's free space at a time, so more than a FIFO cannot be held.
+        if (saved.HeldInput.Length > Uart16550.FifoSize)
+            throw new DeviceStateException($"uart-16550 state: heldInput: {saved.HeldInput.Length} bytes, more than {Uart16550.FifoSize}");
+        _uart.Restore(saved.Uart);
+        _held = [.. saved.HeldInput];
+        _heldOffset = 0;
+        _uart.Drain(); // bytes the guest wrote before the snapshot go on to the sink, as far as it takes them
+        WaitForSinkIfBusy();
+        AfterGuestAccess();
+    }
+
     // A guest access may have made room (RBR read, FIFO clear, loopback off): refill from the host.
     private void AfterGuestAccess()
     {
-        if (_input is null) return;
-        FeedHeld();
+        FeedHeld(); // held bytes can be there without an input source: restored from a snapshot
         RequestInput();
     }
 

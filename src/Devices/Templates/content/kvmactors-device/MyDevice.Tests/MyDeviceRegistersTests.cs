@@ -24,6 +24,23 @@ public class MyDeviceRegistersTests
     }
 
     [Fact]
+    public void Saved_registers_restore_into_a_fresh_device_and_read_the_same()
+    {
+        var regs = new MyDeviceRegisters(Parse(""));
+        regs.Write(MyDeviceRegisters.Scratch, 0x11);
+        regs.Write(MyDeviceRegisters.Scratch, 0x77);
+
+        // Through the JSON a state file holds, as a VM snapshot does.
+        var state = DeviceState.Of("my-device-type", MyDeviceActor.StateVersion, regs.Save());
+        var restored = new MyDeviceRegisters(Parse(""));
+        restored.Restore(state.Read<MyDeviceState>());
+
+        Assert.Equal(0x77, restored.Read(MyDeviceRegisters.Scratch));
+        Assert.Equal(2, restored.Read(MyDeviceRegisters.Writes));
+        Assert.Throws<DeviceStateException>(() => (state with { Version = 9 }).ExpectVersion(MyDeviceActor.StateVersion));
+    }
+
+    [Fact]
     public void A_bad_option_is_a_config_error_naming_the_key()
     {
         Assert.Equal(MyDeviceSettings.DefaultId, Parse("").Id);

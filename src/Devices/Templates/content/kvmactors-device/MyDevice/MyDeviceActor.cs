@@ -18,6 +18,12 @@ public sealed record MyDeviceSettings(byte Id)
 }
 
 /// <summary>
+/// What a snapshot of the VM keeps of the registers: a record of the device's own, written as JSON in the state
+/// file. Settings (options) are not state: a restored VM reads them from its config again.
+/// </summary>
+public sealed record MyDeviceState(byte Scratch, byte Writes);
+
+/// <summary>
 /// The registers as the guest sees them, with no actor around them so they can be unit-tested:
 /// <list type="table">
 /// <item><term>0 ID</term><description>read: the <c>id</c> option; writes are ignored.</description></item>
@@ -47,6 +53,19 @@ public sealed class MyDeviceRegisters(MyDeviceSettings settings)
         _scratch = value;
         _writes++;
     }
+
+    public MyDeviceState Save() => new(_scratch, _writes);
+
+    /// <summary>
+    /// Takes a saved state. Check every value a guest could not have produced and throw a DeviceStateException
+    /// naming the field: the VM then ends with that error rather than run on an impossible state. (Every byte is
+    /// a possible SCRATCH and WRITES value, so there is nothing to check here.)
+    /// </summary>
+    public void Restore(MyDeviceState state)
+    {
+        _scratch = state.Scratch;
+        _writes = state.Writes;
+    }
 }
 
 /// <summary>
@@ -55,6 +74,8 @@ public sealed class MyDeviceRegisters(MyDeviceSettings settings)
 /// <code>
 /// guest.devices.mine { type = my-device-type, ports = ["0x520-0x527"], options.id = 0x2a }
 /// </code>
+/// A VM snapshot saves its registers (<see cref="SaveState"/>) and a restored VM puts them back
+/// (<see cref="RestoreState"/>). A device that keeps nothing the guest can observe leaves both out: it is restored fresh.
 /// </summary>
 [DeviceType("my-device-type")]
 public sealed class MyDeviceActor : DeviceActor
@@ -70,4 +91,15 @@ public sealed class MyDeviceActor : DeviceActor
     protected override ulong OnRead(DeviceAccess access) => _registers.Read(access.Offset);
 
     protected override void OnWrite(DeviceAccess access, ulong value) => _registers.Write(access.Offset, (byte)value);
+
+    /// <summary>Bump when <see cref="MyDeviceState"/> changes shape; RestoreState may go on accepting older versions.</summary>
+    public const int StateVersion = 1;
+
+    protected override DeviceState SaveState() => DeviceState.Of(Device.Type, StateVersion, _registers.Save());
+
+    protected override void RestoreState(DeviceState state)
+    {
+        state.ExpectVersion(StateVersion); // another version: a DeviceStateException naming the versions
+        _registers.Restore(state.Read<MyDeviceState>()); // another shape: a DeviceStateException saying what does not fit
+    }
 }
