@@ -65,23 +65,16 @@ public abstract class DeviceStateKit(ITestOutputHelper output) : TestKit((ActorS
         var values = new List<ulong>();
         foreach (var a in accesses)
         {
-            switch (a)
+            object message = a switch
             {
-                case PortIn r:
-                    device.Tell(new PortRead(r.Port, PortOffset(context, r.Port), r.Size, 0, ++_seq), TestActor);
-                    values.Add(ExpectMsg<ReadCompleted>(m => m.Seq == _seq).Value);
-                    break;
-                case PortOut w:
-                    device.Tell(new PortWrite(w.Port, PortOffset(context, w.Port), w.Size, w.Value, 0));
-                    break;
-                case MmioLoad r:
-                    device.Tell(new MmioRead(r.Address, MmioOffset(context, r.Address), r.Size, 0, ++_seq), TestActor);
-                    values.Add(ExpectMsg<ReadCompleted>(m => m.Seq == _seq).Value);
-                    break;
-                case MmioStore w:
-                    device.Tell(new MmioWrite(w.Address, MmioOffset(context, w.Address), w.Size, w.Value, 0));
-                    break;
-            }
+                PortIn r => new PortRead(r.Port, PortOffset(context, r.Port), r.Size, 0, ++_seq),
+                PortOut w => new PortWrite(w.Port, PortOffset(context, w.Port), w.Size, w.Value, 0),
+                MmioLoad r => new MmioRead(r.Address, MmioOffset(context, r.Address), r.Size, 0, ++_seq),
+                MmioStore w => new MmioWrite(w.Address, MmioOffset(context, w.Address), w.Size, w.Value, 0),
+                _ => throw new ArgumentException($"unknown access {a}"),
+            };
+            device.Tell(message, TestActor);
+            if (a is PortIn or MmioLoad) values.Add(ExpectMsg<ReadCompleted>(m => m.Seq == _seq).Value);
         }
         return values;
     }
