@@ -37,6 +37,32 @@ public static class KvmIoctls
     public static readonly uint Translate = Iowr(0x85, 24);
     public static readonly uint SetGuestDebug = Iow(0x9b, 72);
 
+    // State save/restore (snapshots, migration). Sizes are the x86-64 uapi structs; see KvmStructs.cs.
+    public static readonly uint GetMsrIndexList = Iowr(0x02, 4);
+    public static readonly uint GetDirtyLog = Iow(0x42, 16);
+    // Historical quirk in linux/kvm.h: KVM_GET_IRQCHIP is _IOWR and KVM_SET_IRQCHIP is _IOR.
+    public static readonly uint GetIrqchip = Iowr(0x62, 520);
+    public static readonly uint SetIrqchip = Ior(0x63, 520);
+    public static readonly uint SetClock = Iow(0x7b, 48);
+    public static readonly uint GetClock = Ior(0x7c, 48);
+    public static readonly uint GetMsrs = Iowr(0x88, 8);
+    public static readonly uint GetFpu = Ior(0x8c, 416);
+    public static readonly uint SetFpu = Iow(0x8d, 416);
+    public static readonly uint GetLapic = Ior(0x8e, 1024);
+    public static readonly uint SetLapic = Iow(0x8f, 1024);
+    public static readonly uint GetCpuid2 = Iowr(0x91, 8);
+    public static readonly uint GetVcpuEvents = Ior(0x9f, 64);
+    public static readonly uint SetVcpuEvents = Iow(0xa0, 64);
+    public static readonly uint GetPit2 = Ior(0x9f, 112);
+    public static readonly uint SetPit2 = Iow(0xa0, 112);
+    public static readonly uint GetDebugRegs = Ior(0xa1, 128);
+    public static readonly uint SetDebugRegs = Iow(0xa2, 128);
+    public static readonly uint GetXsave = Ior(0xa4, 4096);
+    public static readonly uint SetXsave = Iow(0xa5, 4096);
+    public static readonly uint GetXcrs = Ior(0xa6, 392);
+    public static readonly uint SetXcrs = Iow(0xa7, 392);
+    public static readonly uint GetXsave2 = Ior(0xcf, 4096);
+
     /// <summary>Name of a request number, for error messages.</summary>
     public static string Name(uint request) => request switch
     {
@@ -64,6 +90,29 @@ public static class KvmIoctls
         _ when request == SetMpState => "KVM_SET_MP_STATE",
         _ when request == Translate => "KVM_TRANSLATE",
         _ when request == SetGuestDebug => "KVM_SET_GUEST_DEBUG",
+        _ when request == GetMsrIndexList => "KVM_GET_MSR_INDEX_LIST",
+        _ when request == GetDirtyLog => "KVM_GET_DIRTY_LOG",
+        _ when request == GetIrqchip => "KVM_GET_IRQCHIP",
+        _ when request == SetIrqchip => "KVM_SET_IRQCHIP",
+        _ when request == SetClock => "KVM_SET_CLOCK",
+        _ when request == GetClock => "KVM_GET_CLOCK",
+        _ when request == GetMsrs => "KVM_GET_MSRS",
+        _ when request == GetFpu => "KVM_GET_FPU",
+        _ when request == SetFpu => "KVM_SET_FPU",
+        _ when request == GetLapic => "KVM_GET_LAPIC",
+        _ when request == SetLapic => "KVM_SET_LAPIC",
+        _ when request == GetCpuid2 => "KVM_GET_CPUID2",
+        _ when request == GetVcpuEvents => "KVM_GET_VCPU_EVENTS",
+        _ when request == SetVcpuEvents => "KVM_SET_VCPU_EVENTS",
+        _ when request == GetPit2 => "KVM_GET_PIT2",
+        _ when request == SetPit2 => "KVM_SET_PIT2",
+        _ when request == GetDebugRegs => "KVM_GET_DEBUGREGS",
+        _ when request == SetDebugRegs => "KVM_SET_DEBUGREGS",
+        _ when request == GetXsave => "KVM_GET_XSAVE",
+        _ when request == SetXsave => "KVM_SET_XSAVE",
+        _ when request == GetXcrs => "KVM_GET_XCRS",
+        _ when request == SetXcrs => "KVM_SET_XCRS",
+        _ when request == GetXsave2 => "KVM_GET_XSAVE2",
         _ => $"ioctl 0x{request:x8}",
     };
 }
@@ -84,6 +133,15 @@ public enum KvmCap
     Pit2 = 33,
     ImmediateExit = 136,
     MaxVcpus = 66,
+    PitState2 = 35,
+    AdjustClock = 39,
+    VcpuEvents = 41,
+    DebugRegs = 50,
+    Xsave = 55,
+    Xcrs = 56,
+    ManualDirtyLogProtect2 = 168,
+    /// <summary>Answers the size in bytes of the vCPU's XSAVE area (at least 4096).</summary>
+    Xsave2 = 208,
 }
 
 /// <summary>kvm_run.exit_reason values (KVM_EXIT_*).</summary>

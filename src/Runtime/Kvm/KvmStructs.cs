@@ -56,6 +56,7 @@ public struct KvmUserspaceMemoryRegion
     public ulong MemorySize;
     public ulong UserspaceAddr;
 
+    public const uint FlagLogDirtyPages = 1u << 0;
     public const uint FlagReadOnly = 1u << 1;
 }
 
@@ -73,6 +74,171 @@ public struct KvmCpuidEntry2
 {
     public uint Function, Index, Flags, Eax, Ebx, Ecx, Edx;
     public uint Padding0, Padding1, Padding2;
+}
+
+// ---- State save/restore structs (x86-64 uapi: linux/kvm.h and asm/kvm.h). Sizes are checked by a test. ----
+
+/// <summary>struct kvm_fpu, 416 bytes (the legacy FPU/SSE state, used where there is no KVM_CAP_XSAVE).</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct KvmFpu
+{
+    public fixed byte Fpr[8 * 16];
+    public ushort Fcw, Fsw;
+    public byte Ftwx, Pad1;
+    public ushort LastOpcode;
+    public ulong LastIp, LastDp;
+    public fixed byte Xmm[16 * 16];
+    public uint Mxcsr, Pad2;
+}
+
+/// <summary>struct kvm_xcr.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct KvmXcr
+{
+    public uint Xcr, Reserved;
+    public ulong Value;
+}
+
+/// <summary>struct kvm_xcrs, 392 bytes (XCR0 and friends).</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct KvmXcrs
+{
+    public const int MaxXcrs = 16;
+    public uint NrXcrs, Flags;
+    public fixed byte Xcrs[MaxXcrs * 16]; // struct kvm_xcr[16]
+    public fixed ulong Padding[16];
+}
+
+/// <summary>struct kvm_debugregs, 128 bytes.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct KvmDebugRegs
+{
+    public fixed ulong Db[4];
+    public ulong Dr6, Dr7, Flags;
+    public fixed ulong Reserved[9];
+}
+
+/// <summary>struct kvm_lapic_state: the in-kernel local APIC's 1 KiB register page.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct KvmLapicState
+{
+    public const int Size = 1024;
+    public fixed byte Regs[Size];
+}
+
+/// <summary>struct kvm_msr_entry.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct KvmMsrEntry
+{
+    public uint Index, Reserved;
+    public ulong Data;
+    public KvmMsrEntry(uint index, ulong data) { Index = index; Reserved = 0; Data = data; }
+}
+
+/// <summary>struct kvm_vcpu_events, 64 bytes: pending/injected exception, interrupt, NMI, SMI and the interrupt shadow.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct KvmVcpuEvents
+{
+    public byte ExceptionInjected, ExceptionNr, ExceptionHasErrorCode, ExceptionPending;
+    public uint ExceptionErrorCode;
+    public byte InterruptInjected, InterruptNr, InterruptSoft, InterruptShadow;
+    public byte NmiInjected, NmiPending, NmiMasked, NmiPad;
+    public uint SipiVector;
+    public uint Flags;
+    public byte SmiSmm, SmiPending, SmiInsideNmi, SmiLatchedInit;
+    public byte TripleFaultPending;
+    public fixed byte Reserved[26];
+    public byte ExceptionHasPayload;
+    public ulong ExceptionPayload;
+
+    public const uint ValidNmiPending = 0x1, ValidSipiVector = 0x2, ValidShadow = 0x4, ValidSmm = 0x8;
+}
+
+/// <summary>struct kvm_pic_state, 16 bytes (one 8259).</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct KvmPicState
+{
+    public byte LastIrr, Irr, Imr, Isr, PriorityAdd, IrqBase, ReadRegSelect, Poll;
+    public byte SpecialMask, InitState, AutoEoi, RotateOnAutoEoi, SpecialFullyNestedMode, Init4, Elcr, ElcrMask;
+}
+
+/// <summary>struct kvm_ioapic_state, 216 bytes.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct KvmIoapicState
+{
+    public const int Pins = 24;
+    public ulong BaseAddress;
+    public uint IoRegSel, Id, Irr, Pad;
+    /// <summary>Redirection table entries as their 64-bit register values.</summary>
+    public fixed ulong RedirTbl[Pins];
+}
+
+/// <summary>The chip_id values of struct kvm_irqchip.</summary>
+public enum KvmIrqchipId : uint
+{
+    PicMaster = 0,
+    PicSlave = 1,
+    Ioapic = 2,
+}
+
+/// <summary>struct kvm_irqchip, 520 bytes: chip_id, pad, and a 512-byte union of the chip's state.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct KvmIrqchip
+{
+    public const int ChipBytes = 512;
+    public uint ChipId, Pad;
+    public fixed byte Chip[ChipBytes];
+
+    public KvmPicState Pic
+    {
+        readonly get { fixed (byte* p = Chip) return *(KvmPicState*)p; }
+        set { fixed (byte* p = Chip) *(KvmPicState*)p = value; }
+    }
+
+    public KvmIoapicState Ioapic
+    {
+        readonly get { fixed (byte* p = Chip) return *(KvmIoapicState*)p; }
+        set { fixed (byte* p = Chip) *(KvmIoapicState*)p = value; }
+    }
+}
+
+/// <summary>struct kvm_pit_channel_state, 24 bytes.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct KvmPitChannelState
+{
+    public uint Count;
+    public ushort LatchedCount;
+    public byte CountLatched, StatusLatched, Status, ReadState, WriteState, WriteLatch, RwMode, Mode, Bcd, Gate;
+    public long CountLoadTime;
+}
+
+/// <summary>struct kvm_pit_state2, 112 bytes.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct KvmPitState2
+{
+    public KvmPitChannelState Channel0, Channel1, Channel2;
+    public uint Flags;
+    public fixed uint Reserved[9];
+}
+
+/// <summary>struct kvm_clock_data, 48 bytes (kvmclock: nanoseconds of guest time).</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct KvmClockData
+{
+    public ulong Clock;
+    public uint Flags, Pad0;
+    public ulong Realtime, HostTsc;
+    public fixed uint Pad[4];
+
+    public const uint FlagTscStable = 0x2, FlagRealtime = 0x4, FlagHostTsc = 0x8;
+}
+
+/// <summary>struct kvm_dirty_log, 16 bytes: slot and a pointer to the caller's bitmap.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct KvmDirtyLog
+{
+    public uint Slot, Padding;
+    public ulong DirtyBitmap;
 }
 
 /// <summary>

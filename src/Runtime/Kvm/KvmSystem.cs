@@ -41,30 +41,37 @@ public sealed class KvmSystem : IDisposable
     }
 
     /// <summary>KVM_GET_SUPPORTED_CPUID: the CPUID leaves this KVM can expose.</summary>
-    public unsafe KvmCpuidEntry2[] GetSupportedCpuid()
+    public KvmCpuidEntry2[] GetSupportedCpuid() => KvmCalls.ReadCpuid(_fd, KvmIoctls.GetSupportedCpuid);
+
+    private uint[]? _msrIndexList;
+
+    /// <summary>
+    /// KVM_GET_MSR_INDEX_LIST: the MSRs this KVM saves and restores for a guest (fixed per KVM and host CPU, so read once).
+    /// Some may still be refused by KVM_GET_MSRS/KVM_SET_MSRS on a particular vCPU.
+    /// </summary>
+    public unsafe IReadOnlyList<uint> MsrIndexList
     {
-        for (var n = 64; n <= 4096; n *= 2)
+        get
         {
-            var bytes = new byte[8 + n * sizeof(KvmCpuidEntry2)];
-            fixed (byte* p = bytes)
+            if (_msrIndexList is { } cached) return cached;
+            // The kernel answers E2BIG with the real count in nmsrs when the array is too small.
+            uint n = 0;
+            while (true)
             {
-                *(uint*)p = (uint)n;
-                var r = Native.Ioctl(_fd.Fd, KvmIoctls.GetSupportedCpuid, p);
-                if (r < 0)
+                var bytes = new byte[4 + n * 4];
+                fixed (byte* p = bytes)
                 {
-                    var errno = System.Runtime.InteropServices.Marshal.GetLastPInvokeError();
-                    if (errno == 7 /* E2BIG */) continue;
-                    throw new KvmException("KVM_GET_SUPPORTED_CPUID", errno);
+                    *(uint*)p = n;
+                    if (KvmCalls.TryIoctl(_fd, KvmIoctls.GetMsrIndexList, p, out var errno))
+                        return _msrIndexList = new ReadOnlySpan<uint>(p + 4, (int)*(uint*)p).ToArray();
+                    if (errno != E2Big || *(uint*)p <= n) throw new KvmException("KVM_GET_MSR_INDEX_LIST", errno);
+                    n = *(uint*)p;
                 }
-                var count = *(uint*)p;
-                var result = new KvmCpuidEntry2[count];
-                var entries = (KvmCpuidEntry2*)(p + 8);
-                for (var i = 0; i < count; i++) result[i] = entries[i];
-                return result;
             }
         }
-        throw new KvmException("KVM_GET_SUPPORTED_CPUID", 7);
     }
+
+    private const int E2Big = 7;
 
     public void Dispose() => _fd.Dispose();
 }
@@ -72,6 +79,39 @@ public sealed class KvmSystem : IDisposable
 /// <summary>ioctl wrappers that turn -1 into a <see cref="KvmException"/> naming the call.</summary>
 internal static unsafe class KvmCalls
 {
+    /// <summary>One ioctl that may fail in an expected way: false and the errno instead of an exception.</summary>
+    public static bool TryIoctl(SafeFd fd, uint request, void* arg, out int errno)
+    {
+        var added = false;
+        try
+        {
+            fd.DangerousAddRef(ref added);
+            if (Native.Ioctl(fd.Fd, request, arg) >= 0) { errno = 0; return true; }
+            errno = System.Runtime.InteropServices.Marshal.GetLastPInvokeError();
+            return false;
+        }
+        finally { if (added) fd.DangerousRelease(); }
+    }
+
+    /// <summary>
+    /// A struct kvm_cpuid2 answer (KVM_GET_SUPPORTED_CPUID, KVM_GET_CPUID2): grows the entry array while KVM says E2BIG.
+    /// </summary>
+    public static KvmCpuidEntry2[] ReadCpuid(SafeFd fd, uint request, string? context = null)
+    {
+        for (var n = 64; n <= 4096; n *= 2)
+        {
+            var bytes = new byte[8 + n * sizeof(KvmCpuidEntry2)];
+            fixed (byte* p = bytes)
+            {
+                *(uint*)p = (uint)n;
+                if (TryIoctl(fd, request, p, out var errno))
+                    return new ReadOnlySpan<KvmCpuidEntry2>(p + 8, (int)*(uint*)p).ToArray();
+                if (errno != 7 /* E2BIG */) throw new KvmException(KvmIoctls.Name(request), errno, context);
+            }
+        }
+        throw new KvmException(KvmIoctls.Name(request), 7, context);
+    }
+
     public static int Ioctl(SafeFd fd, uint request, nint arg, string? context = null)
     {
         var added = false;

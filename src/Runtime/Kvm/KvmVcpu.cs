@@ -13,7 +13,10 @@ public sealed unsafe partial class KvmVcpu : IDisposable
 
     public int Id { get; }
 
-    internal KvmVcpu(int id, SafeFd fd, SafeMapping run) { Id = id; _fd = fd; _run = run; }
+    /// <summary>The VM this vCPU belongs to (its capabilities decide the XSAVE size).</summary>
+    public KvmVm Vm { get; }
+
+    internal KvmVcpu(int id, SafeFd fd, SafeMapping run, KvmVm vm) { Id = id; _fd = fd; _run = run; Vm = vm; }
 
     /// <summary>The mapped kvm_run area. Valid until <see cref="Dispose"/>.</summary>
     public byte* RunArea => (byte*)_run.Address;
@@ -53,6 +56,12 @@ public sealed unsafe partial class KvmVcpu : IDisposable
     public uint GetMpState() { uint s; KvmCalls.Ioctl(_fd, KvmIoctls.GetMpState, &s); return s; }
     public void SetMpState(uint state) => KvmCalls.Ioctl(_fd, KvmIoctls.SetMpState, &state);
 
+    /// <summary>
+    /// The table last given to <see cref="SetCpuid"/>, as given: the vCPU model. KVM_GET_CPUID2 may answer more
+    /// (measured: the software KVM here adds host feature bits beyond KVM_GET_SUPPORTED_CPUID), so a snapshot keeps this.
+    /// </summary>
+    public KvmCpuidEntry2[]? GivenCpuid { get; private set; }
+
     public void SetCpuid(ReadOnlySpan<KvmCpuidEntry2> entries)
     {
         var bytes = new byte[8 + entries.Length * sizeof(KvmCpuidEntry2)];
@@ -62,6 +71,7 @@ public sealed unsafe partial class KvmVcpu : IDisposable
             entries.CopyTo(new Span<KvmCpuidEntry2>(p + 8, entries.Length));
             KvmCalls.Ioctl(_fd, KvmIoctls.SetCpuid2, p, $"vcpu {Id}");
         }
+        GivenCpuid = entries.ToArray();
     }
 
     /// <summary>KVM_SET_MSRS for one MSR; returns false where KVM refuses it (some MSRs are not settable on every KVM).</summary>

@@ -1,19 +1,23 @@
 namespace KvmActors.Runtime.Kvm;
 
 /// <summary>A KVM virtual machine fd: memory slots, vCPU creation, irqchip and IRQ lines.</summary>
-public sealed class KvmVm : IDisposable
+public sealed partial class KvmVm : IDisposable
 {
     private readonly SafeFd _fd;
     public KvmSystem Kvm { get; }
 
     internal KvmVm(KvmSystem kvm, SafeFd fd) { Kvm = kvm; _fd = fd; }
 
-    public unsafe void SetUserMemoryRegion(uint slot, ulong guestPhys, ulong size, nint hostAddress, bool readOnly)
+    /// <summary>
+    /// KVM_SET_USER_MEMORY_REGION. Called again for an existing slot with the same range, it changes only the flags
+    /// (KVM allows toggling <paramref name="logDirty"/> on a live slot; read-only cannot change).
+    /// </summary>
+    public unsafe void SetUserMemoryRegion(uint slot, ulong guestPhys, ulong size, nint hostAddress, bool readOnly, bool logDirty = false)
     {
         var region = new KvmUserspaceMemoryRegion
         {
             Slot = slot, GuestPhysAddr = guestPhys, MemorySize = size, UserspaceAddr = (ulong)hostAddress,
-            Flags = readOnly ? KvmUserspaceMemoryRegion.FlagReadOnly : 0,
+            Flags = (readOnly ? KvmUserspaceMemoryRegion.FlagReadOnly : 0) | (logDirty ? KvmUserspaceMemoryRegion.FlagLogDirtyPages : 0),
         };
         KvmCalls.Ioctl(_fd, KvmIoctls.SetUserMemoryRegion, &region, $"slot {slot} at 0x{guestPhys:x} size 0x{size:x}");
     }
@@ -45,7 +49,7 @@ public sealed class KvmVm : IDisposable
         try
         {
             var run = SafeMapping.Shared(fd, (ulong)Kvm.VcpuMmapSize, $"kvm_run of vcpu {id}");
-            return new KvmVcpu(id, fd, run);
+            return new KvmVcpu(id, fd, run, this);
         }
         catch { fd.Dispose(); throw; }
     }
