@@ -459,48 +459,19 @@ public static class PlatformGuests
         var bspEntry = SmpLoad + (ulong)Align(ap.Length, 16);
         var bsp = CodeAndData(32, bspEntry, (a, addr) =>
         {
-            const uint icrLow = LocalApic + 0x300, icrHigh = LocalApic + 0x310, svr = LocalApic + 0xf0;
-            var next = a.CreateLabel();
             var started = a.CreateLabel();
             var wait = a.CreateLabel();
-            var waitIcr = a.CreateLabel();
             var sendIpi = a.CreateLabel();
 
             a.mov(__dword_ptr[SmpReported], 0);
             a.mov(__byte_ptr[SmpLock], 0);
-            // CPU count from fw_cfg (key 5, u16).
-            a.mov(dx, FwCfgSelector);
-            a.mov(ax, FwCfgItemsKeys.NbCpus);
-            a.@out(dx, ax);
-            a.mov(dx, FwCfgData);
-            a.@in(al, dx);
-            a.mov(bl, al);
-            a.@in(al, dx);
-            a.mov(bh, al);
-            a.movzx(ebx, bx);
+            EmitCpuCountToEbx(a);
             EmitPrint(a, 32, addr("bsp"));
             a.mov(eax, ebx);
             EmitDecimal(a, 32, SmpBspDigits);
             EmitPrint(a, 32, addr("cpus"));
 
-            // Software-enable the local APIC.
-            a.mov(eax, __dword_ptr[svr]);
-            a.or(eax, 0x100);
-            a.mov(__dword_ptr[svr], eax);
-
-            // INIT, SIPI, SIPI to each AP by APIC id (physical destination).
-            a.mov(ebp, 1);
-            a.Label(ref next);
-            a.cmp(ebp, ebx);
-            a.jae(started);
-            a.mov(eax, 0x00004500u); // INIT, level assert
-            a.call(sendIpi);
-            a.mov(eax, 0x00004600u | SipiVector); // start-up, vector 0x08
-            a.call(sendIpi);
-            a.mov(eax, 0x00004600u | SipiVector);
-            a.call(sendIpi);
-            a.inc(ebp);
-            a.jmp(next);
+            EmitStartAps(a, SipiVector, sendIpi, started);
 
             // Wait for the APs.
             a.Label(ref started);
@@ -515,22 +486,70 @@ public static class PlatformGuests
             EmitPrint(a, 32, addr("reported"));
             EmitExit(a, SmpExit);
 
-            // sendIpi: EAX = ICR low, EBP = destination APIC id. Waits until the delivery status is idle.
-            a.Label(ref sendIpi);
-            a.mov(edx, ebp);
-            a.shl(edx, 24);
-            a.mov(__dword_ptr[icrHigh], edx);
-            a.mov(__dword_ptr[icrLow], eax);
-            a.Label(ref waitIcr);
-            a.test(__dword_ptr[icrLow], 0x1000);
-            a.jnz(waitIcr);
-            a.ret();
+            EmitSendIpi(a, ref sendIpi);
         }, ("bsp", Z("BSP: ")), ("cpus", Z(" CPUs\n")), ("all", Z("all ")), ("reported", Z(" APs reported\n")));
 
         var image = new byte[bspEntry - SmpLoad + (ulong)bsp.Length];
         ap.CopyTo(image, 0);
         bsp.CopyTo(image, (int)(bspEntry - SmpLoad));
         return (image, bspEntry);
+    }
+
+    /// <summary>The CPU count from fw_cfg (key 5, u16, read a byte at a time) into EBX. Clobbers AX, DX.</summary>
+    public static void EmitCpuCountToEbx(Assembler a)
+    {
+        a.mov(dx, FwCfgSelector);
+        a.mov(ax, FwCfgItemsKeys.NbCpus);
+        a.@out(dx, ax);
+        a.mov(dx, FwCfgData);
+        a.@in(al, dx);
+        a.mov(bl, al);
+        a.@in(al, dx);
+        a.mov(bh, al);
+        a.movzx(ebx, bx);
+    }
+
+    /// <summary>
+    /// Software-enables the local APIC (SVR bit 8), then sends each AP (APIC id 1..EBX-1, physical destination) INIT
+    /// and two start-up IPIs with <paramref name="sipiVector"/> through <paramref name="sendIpi"/> (see
+    /// <see cref="EmitSendIpi"/>; needs a stack), as the SDM's MP initialisation does; then jumps to
+    /// <paramref name="started"/>, which the caller places. Clobbers EAX, EDX, EBP.
+    /// </summary>
+    public static void EmitStartAps(Assembler a, byte sipiVector, Label sendIpi, Label started)
+    {
+        const uint svr = LocalApic + 0xf0;
+        var next = a.CreateLabel();
+        a.mov(eax, __dword_ptr[svr]);
+        a.or(eax, 0x100);
+        a.mov(__dword_ptr[svr], eax);
+        a.mov(ebp, 1);
+        a.Label(ref next);
+        a.cmp(ebp, ebx);
+        a.jae(started);
+        a.mov(eax, 0x00004500u); // INIT, level assert
+        a.call(sendIpi);
+        a.mov(eax, 0x00004600u | sipiVector); // start-up
+        a.call(sendIpi);
+        a.mov(eax, 0x00004600u | sipiVector);
+        a.call(sendIpi);
+        a.inc(ebp);
+        a.jmp(next);
+    }
+
+    /// <summary>The subroutine at <paramref name="sendIpi"/>: EAX = ICR low, EBP = destination APIC id; returns once the delivery status is idle.</summary>
+    public static void EmitSendIpi(Assembler a, ref Label sendIpi)
+    {
+        const uint icrLow = LocalApic + 0x300, icrHigh = LocalApic + 0x310;
+        var waitIcr = a.CreateLabel();
+        a.Label(ref sendIpi);
+        a.mov(edx, ebp);
+        a.shl(edx, 24);
+        a.mov(__dword_ptr[icrHigh], edx);
+        a.mov(__dword_ptr[icrLow], eax);
+        a.Label(ref waitIcr);
+        a.test(__dword_ptr[icrLow], 0x1000);
+        a.jnz(waitIcr);
+        a.ret();
     }
 
     public static ulong SmpBspEntry => SmpIrqchip().BspEntry;
