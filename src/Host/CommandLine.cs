@@ -13,7 +13,8 @@ public sealed record RunOptions(
     IReadOnlyList<string> Sets,
     TimeSpan? Timeout,
     string LogLevel,
-    string? ReportPath = null);
+    string? ReportPath = null,
+    string? RestorePath = null);
 
 /// <summary>
 /// The command line, on System.CommandLine: generated help (on stdout when asked for with --help, on stderr
@@ -150,15 +151,28 @@ public static class CommandLine
         };
         var gdbWait = new Option<bool>("--gdb-wait") { Description = "no vCPU runs until gdb has attached and continued (QEMU's -S)" };
         var gdbRemote = new Option<bool>("--gdb-allow-remote") { Description = "let --gdb listen on a non-loopback address" };
+        var restore = new Option<string?>("--restore")
+        {
+            Description = "run on a VM saved by a snapshot (kvmactors vm snapshot) from where it was; the guest, its devices " +
+                          "and settings come from the snapshot, so no CONFIG, --set or --gdb is given",
+            HelpName = "DIR",
+        };
         var run = new Command("run", "run a guest. Exit status: 0 the guest ended normally, 1 guest failure or host error, " +
                                      "2 usage or config error, 124 timeout, 129 SIGHUP, 130 SIGINT, 141 stdout closed, 143 SIGTERM; " +
                                      "a guest's debug-exit status where it used one")
         {
-            config, set, timeout, logLevel, report, gdb, gdbWait, gdbRemote,
+            config, set, timeout, logLevel, report, gdb, gdbWait, gdbRemote, restore,
         };
+        run.Validators.Add(r =>
+        {
+            if (r.GetValue(restore) is null) return;
+            if (r.GetValue(config) is not null) r.AddError("--restore takes the guest from the snapshot: give no CONFIG with it");
+            if (r.GetValue(set) is { Length: > 0 } || r.GetValue(gdb) is not null || r.GetValue(gdbWait))
+                r.AddError("--restore runs the snapshot's guest as it was saved: --set and --gdb cannot be combined with it");
+        });
         run.SetAction((p, _) => new RunCommand(new RunOptions(
             p.GetValue(config), [.. p.GetValue(set) ?? [], .. GdbSets(p.GetValue(gdb), p.GetValue(gdbWait), p.GetValue(gdbRemote))],
-            p.GetValue(timeout), p.GetValue(logLevel)!, p.GetValue(report))).RunAsync());
+            p.GetValue(timeout), p.GetValue(logLevel)!, p.GetValue(report), p.GetValue(restore))).RunAsync());
         return run;
     }
 

@@ -4,6 +4,8 @@ using Microsoft.Win32.SafeHandles;
 using Akka.Actor;
 using Akka.Configuration;
 using KvmActors.Runtime.Config;
+using KvmActors.Runtime.Snapshot;
+using KvmActors.Sdk;
 using KvmActors.Runtime.Vm;
 using Serilog;
 using Serilog.Events;
@@ -64,13 +66,18 @@ public sealed class RunCommand(RunOptions options)
 
     private async Task<int> RunVmAsync(StopRequests stops)
     {
-        var spec = options.ConfigPath is null
-            ? GuestConfigLoader.FromText(BuiltInGuests.Seed, GuestConfigLoader.BuiltIn, Environment.CurrentDirectory, options.Sets)
-            : GuestConfigLoader.LoadFile(options.ConfigPath, options.Sets);
+        var snapshot = options.RestorePath is { } restorePath ? SnapshotFiles.Load(restorePath) : null;
+        var spec = snapshot is not null
+            ? GuestConfigLoader.FromSnapshot(snapshot, GuestConfigLoader.ConsoleRemap(snapshot.State.Guest.Config,
+                // A VM saved by serve had its console attached to the API there: here it is this process's stdio.
+                (option, value) => value.StartsWith(AttachedIo.Prefix, StringComparison.Ordinal) ? option == "sink" ? "stdout" : "none" : null))
+            : options.ConfigPath is null
+                ? GuestConfigLoader.FromText(BuiltInGuests.Seed, GuestConfigLoader.BuiltIn, Environment.CurrentDirectory, options.Sets)
+                : GuestConfigLoader.LoadFile(options.ConfigPath, options.Sets);
         if (spec.Gdb is { } gdb)
             Console.Error.WriteLine($"kvmactors: gdb stub on {gdb.Listen}{(gdb.Wait ? "; the guest waits for gdb to attach and continue" : "")}");
         var runtimeConfig = KvmActorsConfig.WithDefaults(AkkaConfig().WithFallback(spec.RuntimeConfig));
-        _grace = Grace(runtimeConfig, options.ConfigPath ?? GuestConfigLoader.BuiltIn);
+        _grace = Grace(runtimeConfig, spec.SourceFile);
 
         // Logs go to stderr through Serilog (Akka.Logger.Serilog); stdout carries only guest output.
         Log.Logger = new LoggerConfiguration()
@@ -82,7 +89,8 @@ public sealed class RunCommand(RunOptions options)
         var stopped = true;
         try
         {
-            var (vm, ended) = VmLauncher.Launch(system, spec, RuntimeSettingsBinder.Bind(system.Settings.Config, spec.SourceFile, BuiltInDevices.Assemblies), "vm");
+            var (vm, ended) = VmLauncher.Launch(system, spec, RuntimeSettingsBinder.Bind(system.Settings.Config, spec.SourceFile, BuiltInDevices.Assemblies), "vm",
+                snapshot is null ? null : VmRestore.From(snapshot));
             _launched.TrySetResult();
             StopRequest? stop = null;
             if (await Task.WhenAny(ended, stops.First) != ended)
@@ -118,7 +126,7 @@ public sealed class RunCommand(RunOptions options)
         if (stop is not null && ended.Reason == VmEndReason.StoppedOnRequest) return stop.Status;
         return ended.Reason switch
         {
-            VmEndReason.Halted or VmEndReason.ResetRequested or VmEndReason.StoppedOnRequest => ExitCodes.Ok,
+            VmEndReason.Halted or VmEndReason.ResetRequested or VmEndReason.StoppedOnRequest or VmEndReason.Migrated => ExitCodes.Ok,
             VmEndReason.GuestExit => ended.ExitStatus,
             VmEndReason.GuestFailure => ExitCodes.Failure,
             _ => ended.ExitStatus == 0 ? ExitCodes.Failure : ended.ExitStatus,

@@ -17,8 +17,13 @@ public sealed class ConsoleRing : IGuestOutput
     private bool _closed;
     private TaskCompletionSource? _changed;
 
-    public ConsoleRing(int capacity, Action<int>? onWrite = null)
+    // Offsets of a VM migrated here go on from the source's: its first byte here has offset _base.
+    private readonly long _base;
+
+    /// <param name="startOffset">The offset of the first byte (a migrated VM's console goes on from its source's).</param>
+    public ConsoleRing(int capacity, Action<int>? onWrite = null, long startOffset = 0)
     {
+        _base = Math.Max(0, startOffset);
         _capacity = Math.Max(1, capacity);
         _ring = new byte[Math.Min(_capacity, 4096)];
         _onWrite = onWrite;
@@ -27,9 +32,9 @@ public sealed class ConsoleRing : IGuestOutput
     public int Capacity => _capacity;
 
     /// <summary>Every byte written so far (the offset the next byte will have).</summary>
-    public long Total { get { lock (_gate) return _total; } }
+    public long Total { get { lock (_gate) return _base + _total; } }
 
-    public long FirstKept { get { lock (_gate) return Math.Max(0, _total - _ring.Length); } }
+    public long FirstKept { get { lock (_gate) return _base + Math.Max(0, _total - _ring.Length); } }
 
     public bool Closed { get { lock (_gate) return _closed; } }
 
@@ -93,6 +98,7 @@ public sealed class ConsoleRing : IGuestOutput
     {
         lock (_gate)
         {
+            offset -= _base;
             var firstKept = Math.Max(0, _total - _ring.Length);
             var start = Math.Clamp(offset, firstKept, _total);
             var count = (int)Math.Min(_total - start, max);
@@ -101,7 +107,7 @@ public sealed class ConsoleRing : IGuestOutput
             var first = Math.Min(count, _ring.Length - at);
             _ring.AsSpan(at, first).CopyTo(bytes);
             _ring.AsSpan(0, count - first).CopyTo(bytes.AsSpan(first));
-            return (firstKept, start, bytes);
+            return (_base + firstKept, _base + start, bytes);
         }
     }
 
@@ -110,7 +116,7 @@ public sealed class ConsoleRing : IGuestOutput
     {
         lock (_gate)
         {
-            if (_total > offset || _closed) return Task.CompletedTask;
+            if (_base + _total > offset || _closed) return Task.CompletedTask;
             _changed ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             return _changed.Task.WaitAsync(cancellationToken);
         }

@@ -7,7 +7,8 @@ using KvmActors.Runtime.Config;
 namespace KvmActors.Host.Serve;
 
 /// <summary>What <c>POST /vms</c> carries: the guest file's HOCON text, an optional name and <c>--set</c>-style overrides.</summary>
-public sealed record GuestRequest(string Config, string? Name, IReadOnlyList<string> Sets);
+/// <summary>A VM to create: a guest file's text with --set lines, or (<paramref name="Restore"/>) a snapshot directory to run on.</summary>
+public sealed record GuestRequest(string Config, string? Name, IReadOnlyList<string> Sets, string? Restore = null);
 
 /// <summary>A request the host refuses, as an RFC 7807 problem (status, title, detail, extra members).</summary>
 public sealed class ProblemException(int status, string title, string detail, IDictionary<string, object?>? extensions = null)

@@ -9,6 +9,10 @@ public sealed record HostSettings(
 {
     /// <summary>The host file's other runtime settings (its <c>kvmactors { }</c> block: plug-in folders, vm.stop-timeout …), for the actor system.</summary>
     public Akka.Configuration.Config RuntimeConfig { get; init; } = Akka.Configuration.Config.Empty;
+    /// <summary>Pre-copy stops once a round leaves at most this many dirty pages (host.migration-stop-copy-pages).</summary>
+    public long MigrationStopCopyPages { get; init; } = 256;
+    /// <summary>Pre-copy stops after this many rounds whatever is left (host.migration-max-rounds).</summary>
+    public int MigrationMaxRounds { get; init; } = 30;
 
     public static HostSettings Default => From(Akka.Configuration.Config.Empty, "<defaults>");
 
@@ -47,7 +51,11 @@ public sealed record HostSettings(
             catch (Exception e) { throw new ConfigException(source, $"host.{key}", e.Message); }
         }
         return new HostSettings(Count("max-vms", 0), Count("max-vcpus-total", 0), Size("max-memory-total"),
-            Count("console-ring", 1), Count("max-ended-kept", 0), Time("request-timeout"));
+            Count("console-ring", 1), Count("max-ended-kept", 0), Time("request-timeout"))
+        {
+            MigrationStopCopyPages = Count("migration-stop-copy-pages", 0),
+            MigrationMaxRounds = Count("migration-max-rounds", 1),
+        };
     }
 
     public static HostSettings Load(string? path)
@@ -63,5 +71,6 @@ public sealed record HostSettings(
         };
     }
 
-    private static readonly string[] Known = ["max-vms", "max-vcpus-total", "max-memory-total", "console-ring", "max-ended-kept", "request-timeout"];
+    private static readonly string[] Known = ["max-vms", "max-vcpus-total", "max-memory-total", "console-ring", "max-ended-kept", "request-timeout",
+        "migration-stop-copy-pages", "migration-max-rounds"];
 }

@@ -17,7 +17,9 @@ public static class ServeApi
     public const string ConsoleStartHeader = "X-Console-Start";
     public const string ConsoleNextOffsetHeader = "X-Console-Next-Offset";
 
-    private sealed record CreateBody(string? Name, string? Config, string[]? Set);
+    private sealed record CreateBody(string? Name, string? Config, string[]? Set, string? Restore);
+    private sealed record SnapshotBody(string? Path, bool? Resume);
+    private sealed record MigrateBody(string? To);
 
     public static void Map(WebApplication app)
     {
@@ -37,7 +39,7 @@ public static class ServeApi
             catch (ProblemException p) { host.Metrics.Refused(p.Status); return Problem(p); }
             try
             {
-                var vm = host.Create(request);
+                var vm = request.Restore is { } restore ? host.Restore(restore, request.Name) : host.Create(request);
                 return Results.Json(new JsonObject { ["id"] = vm.Id, ["name"] = vm.Name, ["state"] = vm.State },
                     statusCode: StatusCodes.Status201Created).WithLocation($"/vms/{vm.Id}");
             }
@@ -74,6 +76,68 @@ public static class ServeApi
             var host = Host(c);
             if (host.Find(id) is not { } vm) return NotFound(id);
             return Control(await host.ResumeAsync(vm, c.RequestAborted), vm, "resume");
+        });
+
+        app.MapPost("/vms/{id}/snapshot", async (HttpContext c, string id) =>
+        {
+            var host = Host(c);
+            if (host.Find(id) is not { } vm) return NotFound(id);
+            SnapshotBody? body;
+            try { body = await JsonSerializer.DeserializeAsync<SnapshotBody>(c.Request.Body, new JsonSerializerOptions(JsonSerializerDefaults.Web), c.RequestAborted); }
+            catch (JsonException e) { return Results.Problem(statusCode: 400, title: "Bad JSON", detail: e.Message); }
+            if (body?.Path is not { } path)
+                return Results.Problem(statusCode: 400, title: "Bad request", detail: "the JSON body needs \"path\": a new directory inside the snapshot directory");
+            try
+            {
+                var (status, answer) = await host.SnapshotAsync(vm, path, body.Resume ?? true, c.RequestAborted);
+                return answer switch
+                {
+                    VmSnapshotted done => Results.Json(new JsonObject
+                    {
+                        ["id"] = vm.Id, ["path"] = done.Directory, ["state"] = vm.State,
+                        ["memoryBytes"] = done.Stats.MemoryBytes, ["dataBytes"] = done.Stats.DiskBytes, ["stateBytes"] = done.Stats.StateBytes,
+                        ["pauseMs"] = Math.Round(done.Stats.PauseTime.TotalMilliseconds, 1), ["writeMs"] = Math.Round(done.Stats.WriteTime.TotalMilliseconds, 1),
+                        ["totalMs"] = Math.Round(done.Elapsed.TotalMilliseconds, 1),
+                        ["freshDevices"] = new JsonArray(done.FreshDevices.Select(d => (JsonNode)d).ToArray()),
+                    }),
+                    VmSnapshotFailed failed => Results.Problem(statusCode: status, title: "Snapshot failed", detail: failed.Reason),
+                    _ => Results.Problem(statusCode: 500, title: "Snapshot failed", detail: answer.ToString()),
+                };
+            }
+            catch (ProblemException p) { return Problem(p); }
+        });
+
+        app.MapPost("/vms/{id}/migrate", async (HttpContext c, string id) =>
+        {
+            var host = Host(c);
+            if (host.Find(id) is not { } vm) return NotFound(id);
+            MigrateBody? body;
+            try { body = await JsonSerializer.DeserializeAsync<MigrateBody>(c.Request.Body, new JsonSerializerOptions(JsonSerializerDefaults.Web), c.RequestAborted); }
+            catch (JsonException e) { return Results.Problem(statusCode: 400, title: "Bad JSON", detail: e.Message); }
+            if (body?.To is not { Length: > 0 } to)
+                return Results.Problem(statusCode: 400, title: "Bad request", detail: "the JSON body needs \"to\": the other server (unix:/path/to.sock or http://127.0.0.1:PORT)");
+            var outcome = await host.MigrateAsync(vm, to, c.RequestAborted);
+            return outcome.Status == 200
+                ? Results.Json(outcome.Body)
+                : Results.Problem(statusCode: outcome.Status, title: (string?)outcome.Body["title"], detail: (string?)outcome.Body["detail"]);
+        });
+
+        // The target side of a migration: the source server streams the VM here (Migration/MigrationWire.cs).
+        app.MapPost("/migrations/incoming", async (HttpContext c) =>
+        {
+            var host = Host(c);
+            if (c.Request.ContentType != Migration.MigrationWire.ContentType)
+                return Results.Problem(statusCode: 415, title: "Unsupported media type", detail: $"a migration stream is {Migration.MigrationWire.ContentType}");
+            // Pre-copy may send the guest's memory several times over: the stream is long, but every frame is bounded
+            // and lands in memory of the guest's size, so Kestrel's body limit (30 MB) does not apply here.
+            if (c.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit) limit.MaxRequestBodySize = null;
+            try
+            {
+                var vm = await new Migration.MigrationReceiver(host).ReceiveAsync(c.Request.Body, c.RequestAborted);
+                return Results.Json(new JsonObject { ["id"] = vm.Id, ["name"] = vm.Name, ["state"] = vm.State, ["consoleOffset"] = vm.Console.FirstKept },
+                    statusCode: StatusCodes.Status201Created).WithLocation($"/vms/{vm.Id}");
+            }
+            catch (ProblemException p) { host.Metrics.Refused(p.Status); return Problem(p); }
         });
 
         app.MapPost("/vms/{id}/stop", async (HttpContext c, string id) =>
@@ -176,8 +240,14 @@ public static class ServeApi
             CreateBody? parsed;
             try { parsed = JsonSerializer.Deserialize<CreateBody>(body, new JsonSerializerOptions(JsonSerializerDefaults.Web)); }
             catch (JsonException e) { throw new ProblemException(400, "Bad JSON", e.Message); }
+            if (parsed?.Restore is { } restore)
+            {
+                if (parsed.Config is not null || parsed.Set is { Length: > 0 })
+                    throw new ProblemException(400, "Bad request", "\"restore\" takes the guest from the snapshot: give no \"config\" or \"set\" with it");
+                return new GuestRequest("", parsed.Name, [], restore);
+            }
             if (parsed?.Config is not { } config)
-                throw new ProblemException(400, "Bad request", "the JSON body needs \"config\": the guest file's HOCON text");
+                throw new ProblemException(400, "Bad request", "the JSON body needs \"config\" (the guest file's HOCON text) or \"restore\" (a snapshot directory)");
             return new GuestRequest(config, parsed.Name, parsed.Set ?? []);
         }
         if (type.StartsWith("application/hocon") || type.StartsWith("text/plain") || type.Length == 0)
@@ -234,6 +304,7 @@ public static class ServeApi
         o["createdAt"] = vm.CreatedAt.ToString("O");
         o["endedAt"] = vm.EndedAt?.ToString("O");
         o["consoleBytes"] = vm.Console.Total;
+        if (vm.MigratedTo is { } to) o["migratedTo"] = new JsonObject { ["address"] = to.Address, ["id"] = to.Id };
         if (vm.Ended is { } e)
         {
             o["end"] = new JsonObject { ["reason"] = e.Reason.ToString(), ["detail"] = e.Detail, ["exitStatus"] = vm.ExitStatus };

@@ -30,7 +30,7 @@ public static class ServeCommand
             : "/run/kvmactors/kvmactors.sock";
 
     public sealed record Options(string Socket, IReadOnlyList<(IPAddress Address, int Port)> Tcp, string? ConfigPath, string GuestDir,
-        string? ReportDir, string LogLevel);
+        string? ReportDir, string LogLevel, string SnapshotDir);
 
     public static async Task<int> RunAsync(string[] args)
     {
@@ -40,9 +40,10 @@ public static class ServeCommand
         var config = new Option<string?>("--config") { Description = "host HOCON file (host.max-vms, host.max-vcpus-total, host.max-memory-total, host.console-ring ...)" };
         var guestDir = new Option<string?>("--guest-dir") { Description = "folder that relative file paths of posted guests resolve against, and may not leave (default: the current directory)" };
         var reportDir = new Option<string?>("--report-dir") { Description = "write each VM's end report there as ID.json" };
+        var snapshotDir = new Option<string?>("--snapshot-dir") { Description = "folder that snapshot paths of the API (snapshot, restore) are relative to and may not leave (default: GUEST-DIR/snapshots)" };
         var logLevel = new Option<string>("--log-level") { Description = "verbose, debug, info (default), warning, error", DefaultValueFactory = _ => "info" };
         logLevel.AcceptOnlyFromAmong("verbose", "debug", "info", "warning", "error");
-        var command = new Command("serve", "Run a VM host with an HTTP API") { socket, listen, allowRemote, config, guestDir, reportDir, logLevel, new System.CommandLine.Help.HelpOption() };
+        var command = new Command("serve", "Run a VM host with an HTTP API") { socket, listen, allowRemote, config, guestDir, reportDir, snapshotDir, logLevel, new System.CommandLine.Help.HelpOption() };
         var parsed = command.Parse(args);
         if (parsed.Errors.Count > 0)
         {
@@ -79,7 +80,7 @@ public static class ServeCommand
         var reports = parsed.GetValue(reportDir) is { } rd ? Path.GetFullPath(rd) : null;
         if (reports is not null) Directory.CreateDirectory(reports);
         var options = new Options(Path.GetFullPath(parsed.GetValue(socket) ?? DefaultSocket()), tcp, parsed.GetValue(config), dir, reports,
-            parsed.GetValue(logLevel)!);
+            parsed.GetValue(logLevel)!, Path.GetFullPath(parsed.GetValue(snapshotDir) ?? Path.Combine(dir, "snapshots")));
         HostSettings settings;
         try { settings = HostSettings.Load(options.ConfigPath); }
         catch (ConfigException e)
@@ -139,7 +140,7 @@ public static class ServeCommand
                     l.AddLogger<Akka.Logger.Serilog.SerilogLogger>();
                 });
             });
-            builder.Services.AddSingleton(sp => new VmHost(sp.GetRequiredService<ActorSystem>(), settings, options.GuestDir, options.ReportDir));
+            builder.Services.AddSingleton(sp => new VmHost(sp.GetRequiredService<ActorSystem>(), settings, options.GuestDir, options.ReportDir, options.SnapshotDir));
             // Registered after AddAkka, so stopped before the actor system: every VM ends (and reports) first.
             builder.Services.AddHostedService(sp => new VmHostLifetime(sp.GetRequiredService<VmHost>()));
 

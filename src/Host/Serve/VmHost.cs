@@ -5,7 +5,9 @@ using System.Text.Json.Nodes;
 using Akka.Actor;
 using KvmActors.Runtime.Config;
 using KvmActors.Runtime.Devices;
+using KvmActors.Runtime.Snapshot;
 using KvmActors.Runtime.Vm;
+using KvmActors.Sdk;
 using Serilog;
 
 namespace KvmActors.Host.Serve;
@@ -27,6 +29,8 @@ public sealed class HostedVm
     public VmEnded? Ended { get; set; }
     public int ExitStatus { get; set; }
     public DateTimeOffset? EndedAt { get; set; }
+    /// <summary>Set when the VM was migrated: where it runs on (this copy then ends as Migrated).</summary>
+    public Migration.MigrationTarget? MigratedTo { get; set; }
     public TimeSpan Duration => (EndedAt ?? DateTimeOffset.UtcNow) - CreatedAt;
     /// <summary>Serialises pause, resume and stop of this VM.</summary>
     public SemaphoreSlim Control { get; } = new(1, 1);
@@ -53,14 +57,17 @@ public sealed class VmHost
 
     public HostSettings Settings { get; }
     public string GuestDir { get; }
+    /// <summary>Where snapshots are written and restored from: API paths are relative to it and cannot leave it.</summary>
+    public string SnapshotDir { get; }
     public string? ReportDir { get; }
     public ServeMetrics Metrics { get; }
 
-    public VmHost(ActorSystem system, HostSettings settings, string guestDir, string? reportDir)
+    public VmHost(ActorSystem system, HostSettings settings, string guestDir, string? reportDir, string? snapshotDir = null)
     {
         _system = system;
         Settings = settings;
         GuestDir = guestDir;
+        SnapshotDir = snapshotDir ?? Path.Combine(guestDir, "snapshots");
         ReportDir = reportDir;
         _vmSettings = RuntimeSettingsBinder.Bind(system.Settings.Config, "<host config>", BuiltInDevices.Assemblies);
         _io = HostIo.For(system);
@@ -91,18 +98,154 @@ public sealed class VmHost
     {
         if (_shuttingDown) throw new ProblemException(503, "Shutting down", "the host is stopping its VMs");
         var id = NewId();
-        var spec = GuestPreparation.Prepare(request, GuestDir, id);
+        return Admit(id, GuestPreparation.Prepare(request, GuestDir, id), null);
+    }
+
+    /// <summary>
+    /// A VM built from a snapshot directory (inside the snapshot directory), run on from where it was saved; its
+    /// console is attached to the new VM's API, whatever it was attached to where it was saved.
+    /// </summary>
+    public HostedVm Restore(string path, string? name)
+    {
+        try
+        {
+            if (_shuttingDown) throw new ProblemException(503, "Shutting down", "the host is stopping its VMs");
+            var id = NewId();
+            var (spec, restore) = LoadSnapshot(path, id, name);
+            return Admit(id, spec, restore);
+        }
+        catch (ProblemException p)
+        {
+            Metrics.Refused(p.Status);
+            throw;
+        }
+    }
+
+    /// <summary>The snapshot at <paramref name="path"/> (relative to, and confined to, the snapshot directory) as a spec to run.</summary>
+    public (GuestSpec Spec, VmRestore Restore) LoadSnapshot(string path, string id, string? name)
+    {
+        var full = SnapshotPath(path, "restore");
+        try
+        {
+            var snapshot = SnapshotFiles.Load(full);
+            var attached = $"{AttachedIo.Prefix}{id}";
+            var sets = GuestConfigLoader.ConsoleRemap(snapshot.State.Guest.Config, (option, value) =>
+                value.StartsWith(AttachedIo.Prefix, StringComparison.Ordinal) || option == "sink" && value is "stdout" or "stderr" ? attached : null).ToList();
+            if (name is { Length: > 0 }) sets.Add($"guest.name = {JsonSerializer.Serialize(name)}");
+            return (GuestConfigLoader.FromSnapshot(snapshot, sets), VmRestore.From(snapshot));
+        }
+        catch (KvmActorsException e) when (e is SnapshotException or ConfigException)
+        {
+            throw new ProblemException(422, "Snapshot cannot be restored", e.Message, new Dictionary<string, object?> { ["path"] = path });
+        }
+    }
+
+    /// <summary>A snapshot path from a request: relative to the snapshot directory, and never outside it.</summary>
+    public string SnapshotPath(string path, string key)
+    {
+        if (path.Length == 0) throw new ProblemException(400, "Bad request", $"\"{key}\" is empty: name a directory inside the snapshot directory {SnapshotDir}");
+        var root = GuestPreparation.RealPath(SnapshotDir) ?? SnapshotDir;
+        try { GuestPreparation.CheckPath(path, key, root); }
+        catch (ProblemException)
+        {
+            throw new ProblemException(400, "Path outside the snapshot directory", $"{key}: '{path}' is outside the snapshot directory {root}",
+                new Dictionary<string, object?> { ["key"] = key });
+        }
+        return Path.GetFullPath(Path.Combine(root, path));
+    }
+
+    /// <summary>Migrate a running VM to another kvmactors serve (<c>unix:PATH</c> or <c>http://HOST:PORT</c>); one control request at a time per VM.</summary>
+    public async Task<Migration.MigrationSender.Outcome> MigrateAsync(HostedVm vm, string to, CancellationToken ct)
+    {
+        await vm.Control.WaitAsync(ct);
+        try
+        {
+            if (vm.State == VmStates.Ended)
+                return new(409, new JsonObject { ["title"] = "Cannot migrate", ["detail"] = $"VM {vm.Id} has ended", ["status"] = 409 });
+            return await new Migration.MigrationSender(vm, to, Settings).RunAsync(ct);
+        }
+        finally { vm.Control.Release(); }
+    }
+
+    /// <summary>Save a running or paused VM into <paramref name="path"/> (inside the snapshot directory).</summary>
+    public async Task<(int Status, object Answer)> SnapshotAsync(HostedVm vm, string path, bool resume, CancellationToken ct)
+    {
+        var full = SnapshotPath(path, "path");
+        await vm.Control.WaitAsync(ct);
+        try
+        {
+            if (vm.State == VmStates.Ended) return (409, new VmSnapshotFailed(vm.Name, $"VM {vm.Id} has ended"));
+            Directory.CreateDirectory(SnapshotDir);
+            var ask = vm.Actor.Ask<object>(new SnapshotVm(full, resume), Settings.RequestTimeout + TimeSpan.FromSeconds(30), ct);
+            var first = await Task.WhenAny(ask, vm.Finished.Task);
+            if (first != ask) return (409, new VmSnapshotFailed(vm.Name, $"VM {vm.Id} ended during the snapshot"));
+            object answer;
+            try { answer = await ask; }
+            catch (Exception e) when (e is AskTimeoutException or TaskCanceledException) { return (504, new VmSnapshotFailed(vm.Name, "the VM did not answer the snapshot in time")); }
+            if (answer is VmSnapshotted done)
+            {
+                if (!resume && vm.State != VmStates.Ended) vm.State = VmStates.Paused;
+                Log.ForContext("VmId", vm.Id).Information("VM {VmId} snapshotted to {Path} in {Ms:F1} ms", vm.Id, done.Directory, done.Elapsed.TotalMilliseconds);
+                return (200, done);
+            }
+            return (409, answer);
+        }
+        finally { vm.Control.Release(); }
+    }
+
+    /// <summary>Whether a VM of this size fits within the host's limits now (a migration asks before its first page).</summary>
+    public void CheckCapacity(int vcpus, ulong memory)
+    {
+        lock (_limitsGate) CheckLimits(vcpus, memory);
+    }
+
+    private void CheckLimits(int vcpus, ulong memory)
+    {
+        if (_liveVms + 1 > Settings.MaxVms)
+            throw Limit(429, "Too many VMs", $"host.max-vms = {Settings.MaxVms} VMs exist already", "host.max-vms");
+        if (_liveVcpus + vcpus > Settings.MaxVcpusTotal)
+            throw Limit(429, "Too many vCPUs",
+                $"{vcpus} more vCPU(s) would exceed host.max-vcpus-total = {Settings.MaxVcpusTotal} ({_liveVcpus} in use)", "host.max-vcpus-total");
+        if (_liveMemory + memory > Settings.MaxMemoryTotal)
+            throw Limit(507, "Not enough memory",
+                $"{memory} more bytes of guest RAM would exceed host.max-memory-total = {Settings.MaxMemoryTotal} ({_liveMemory} in use)", "host.max-memory-total");
+    }
+
+    /// <summary>
+    /// The end of an incoming migration: the VM built from the final state and the staged memory (copied into the
+    /// VM's own during its set-up, which this waits for), attached to the console here, offsets going on from the source's.
+    /// </summary>
+    public async Task<HostedVm> AdmitMigratedAsync(Migration.MigrationHello hello, SnapshotState state, Runtime.Memory.GuestMemory staging, CancellationToken ct)
+    {
+        if (_shuttingDown) throw new ProblemException(503, "Shutting down", "the host is stopping its VMs");
+        var id = NewId();
+        GuestSpec spec;
+        try
+        {
+            var attached = $"{AttachedIo.Prefix}{id}";
+            var sets = GuestConfigLoader.ConsoleRemap(state.Guest.Config, (option, value) =>
+                value.StartsWith(AttachedIo.Prefix, StringComparison.Ordinal) || option == "sink" && value is "stdout" or "stderr" ? attached : null);
+            spec = GuestConfigLoader.FromSnapshot(state, $"migration from {hello.SourceId}", sets);
+        }
+        catch (ConfigException e) { throw new ProblemException(422, "Migration refused", e.Message); }
+        var restore = new VmRestore(state, (index, _, bytes) => staging.RegionBytes(index).CopyTo(bytes));
+        var vm = Admit(id, spec, restore, hello.ConsoleOffset);
+        // Only a VM that runs here may end the source: wait until its devices took their state and its vCPUs run
+        // (the staged memory is copied in its set-up before that), or until it ended trying.
+        var started = vm.Actor.Ask<VmStarted>(new AwaitVmStarted(), Settings.RequestTimeout, ct);
+        var first = await Task.WhenAny(started, vm.Finished.Task);
+        if (first == started && started.IsCompletedSuccessfully) return vm;
+        if (vm.State != VmStates.Ended) vm.Actor.Tell(new StopVm("the migrated VM did not start in time"));
+        await vm.Finished.Task.WaitAsync(Settings.RequestTimeout, ct);
+        throw new ProblemException(422, "Migration failed", $"the migrated VM could not run here: {vm.Ended?.Detail ?? "it did not start in time"}");
+    }
+
+    private HostedVm Admit(string id, GuestSpec spec, VmRestore? restore, long consoleOffset = 0)
+    {
         var memory = spec.Machine.Memory.Where(r => !r.ReadOnly).Aggregate(0UL, (a, r) => a + r.Size);
         lock (_limitsGate)
         {
-            if (_liveVms + 1 > Settings.MaxVms)
-                throw Limit(429, "Too many VMs", $"host.max-vms = {Settings.MaxVms} VMs exist already", "host.max-vms");
-            if (_liveVcpus + spec.Machine.VcpuCount > Settings.MaxVcpusTotal)
-                throw Limit(429, "Too many vCPUs",
-                    $"{spec.Machine.VcpuCount} more vCPU(s) would exceed host.max-vcpus-total = {Settings.MaxVcpusTotal} ({_liveVcpus} in use)", "host.max-vcpus-total");
-            if (_liveMemory + memory > Settings.MaxMemoryTotal)
-                throw Limit(507, "Not enough memory",
-                    $"{memory} more bytes of guest RAM would exceed host.max-memory-total = {Settings.MaxMemoryTotal} ({_liveMemory} in use)", "host.max-memory-total");
+            CheckLimits(spec.Machine.VcpuCount, memory);
             _liveVms++;
             _liveVcpus += spec.Machine.VcpuCount;
             _liveMemory += memory;
@@ -112,14 +255,14 @@ public sealed class VmHost
         {
             Id = id, Name = spec.Name, Vcpus = spec.Machine.VcpuCount, MemoryBytes = memory, CreatedAt = DateTimeOffset.UtcNow,
             CreatedTimestamp = Stopwatch.GetTimestamp(),
-            Console = new ConsoleRing(Settings.ConsoleRing, Metrics.ConsoleBytes), Input = new MemoryInput(),
+            Console = new ConsoleRing(Settings.ConsoleRing, Metrics.ConsoleBytes, consoleOffset), Input = new MemoryInput(),
         };
         _vms[id] = vm;
         _io.Attached.Attach(id, vm.Console, vm.Input);
         Metrics.Created();
         try
         {
-            var (actor, ended) = VmLauncher.Launch(_system, spec, _vmSettings, "vm-" + id);
+            var (actor, ended) = VmLauncher.Launch(_system, spec, _vmSettings, "vm-" + id, restore);
             vm.Actor = actor;
             vm.EndedTask = ended;
         }
@@ -129,7 +272,7 @@ public sealed class VmHost
             var fault = new VmEnded(spec.Name, VmEndReason.Fault, e.Message, 1, null, []);
             vm.EndedTask = Task.FromResult(fault);
         }
-        Log.ForContext("VmId", id).Information("VM {VmId} ({VmName}) created: {Vcpus} vCPU(s), {MemoryKiB} KiB", id, spec.Name, spec.Machine.VcpuCount, memory / 1024);
+        Log.ForContext("VmId", id).Information("VM {VmId} ({VmName}) " + (restore is null ? "created" : "restored") + ": {Vcpus} vCPU(s), {MemoryKiB} KiB", id, spec.Name, spec.Machine.VcpuCount, memory / 1024);
         // The VM actor answers Identify only after its setup (PreStart) ran: then it runs the guest.
         vm.Actor.Ask<ActorIdentity>(new Identify(id), TimeSpan.FromSeconds(30)).ContinueWith(_ =>
         {
@@ -190,7 +333,7 @@ public sealed class VmHost
 
     public static int ExitStatusOf(VmEnded ended) => ended.Reason switch
     {
-        VmEndReason.Halted or VmEndReason.ResetRequested or VmEndReason.StoppedOnRequest => ExitCodes.Ok,
+        VmEndReason.Halted or VmEndReason.ResetRequested or VmEndReason.StoppedOnRequest or VmEndReason.Migrated => ExitCodes.Ok,
         VmEndReason.GuestExit => ended.ExitStatus,
         VmEndReason.GuestFailure => ExitCodes.GuestFailure,
         _ => ended.ExitStatus == 0 ? ExitCodes.GuestFailure : ended.ExitStatus,

@@ -37,7 +37,14 @@ public static class VmClientCommand
         var rm = new Command("rm", "Stop a VM if needed and forget it") { id };
         var console = new Command("console", "Print a VM's console output") { id, follow, offset };
         var report = new Command("report", "Print an ended VM's end report (JSON)") { id };
-        foreach (var c in new[] { create, list, show, pause, resume, stop, rm, console, report }) root.Subcommands.Add(c);
+        var dir = new Argument<string>("DIR") { Description = "a snapshot directory, relative to the server's --snapshot-dir" };
+        var noResume = new Option<bool>("--no-resume") { Description = "leave the VM paused after the snapshot (vm resume runs it on)" };
+        var snapshot = new Command("snapshot", "Save a running VM into a new snapshot directory (it is paused meanwhile, then resumed)") { id, dir, noResume };
+        var restoreName = new Option<string?>("--name") { Description = "the restored VM's name (default: the saved one)" };
+        var to = new Option<string>("--to") { Description = "the other server: unix:/path/to.sock or http://127.0.0.1:PORT", Required = true };
+        var migrate = new Command("migrate", "Move a running VM to another kvmactors serve without stopping its guest (live migration)") { id, to };
+        var restore = new Command("restore", "Create a VM from a snapshot directory; it runs on from where it was saved") { dir, restoreName };
+        foreach (var c in new[] { create, list, show, pause, resume, stop, rm, console, report, snapshot, restore, migrate }) root.Subcommands.Add(c);
 
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
@@ -70,6 +77,24 @@ public static class VmClientCommand
                     ["config"] = await File.ReadAllTextAsync(path),
                     ["set"] = new JsonArray((parsed.GetValue(set) ?? []).Select(s => (JsonNode)s).ToArray()),
                 };
+                using var r = await http.PostAsync("vms", new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json"));
+                return await Print(r, o => Console.WriteLine(o!["id"]), asJson);
+            }
+            if (command == snapshot)
+            {
+                var body = new JsonObject { ["path"] = parsed.GetValue(dir), ["resume"] = !parsed.GetValue(noResume) };
+                using var r = await http.PostAsync($"vms/{Uri.EscapeDataString(parsed.GetValue(id)!)}/snapshot", new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json"));
+                return await Print(r, o => Console.WriteLine($"{o!["id"]} {o["state"]}: {o["path"]} ({(long)o["memoryBytes"]! >> 10} KiB memory, {(long)o["dataBytes"]! >> 10} KiB written, {o["totalMs"]} ms)"), asJson);
+            }
+            if (command == migrate)
+            {
+                var body = new JsonObject { ["to"] = parsed.GetValue(to) };
+                using var r = await http.PostAsync($"vms/{Uri.EscapeDataString(parsed.GetValue(id)!)}/migrate", new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json"));
+                return await Print(r, o => Console.WriteLine($"{o!["id"]} migrated to {o["to"]} as {o["targetId"]}: downtime {o["downtimeMs"]} ms, total {o["totalMs"]} ms, {(long)o["bytesSent"]! >> 10} KiB in {o["rounds"]} round(s)"), asJson);
+            }
+            if (command == restore)
+            {
+                var body = new JsonObject { ["restore"] = parsed.GetValue(dir), ["name"] = parsed.GetValue(restoreName) };
                 using var r = await http.PostAsync("vms", new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json"));
                 return await Print(r, o => Console.WriteLine(o!["id"]), asJson);
             }

@@ -29,7 +29,47 @@ public static class GuestConfigLoader
         return FromText(System.Text.Encoding.UTF8.GetString(bytes), path, Path.GetDirectoryName(full)!, overrides);
     }
 
-    public static GuestSpec FromText(string hocon, string sourceFile, string baseDirectory, IEnumerable<string>? overrides = null)
+    public static GuestSpec FromText(string hocon, string sourceFile, string baseDirectory, IEnumerable<string>? overrides = null) =>
+        FromText(hocon, sourceFile, baseDirectory, overrides, restoring: false);
+
+    /// <summary>
+    /// The guest a snapshot was taken of, from the config it saved (<see cref="GuestSpec.SourceConfig"/>): bound as it
+    /// was, except that no image, module or region file is read: guest memory comes from the snapshot, so the
+    /// files need not exist any more (or on this machine).
+    /// </summary>
+    /// <param name="overrides">Only where the restored VM's host differs: its console sinks (see <see cref="ConsoleRemap"/>).</param>
+    public static GuestSpec FromSnapshot(Snapshot.LoadedSnapshot snapshot, IEnumerable<string>? overrides = null) =>
+        FromSnapshot(snapshot.State, Path.Combine(snapshot.Directory, Snapshot.SnapshotFiles.StateFile), overrides);
+
+    /// <param name="source">Where the state came from, named in errors (the state file, or the migration's source).</param>
+    public static GuestSpec FromSnapshot(Snapshot.SnapshotState state, string source, IEnumerable<string>? overrides = null) =>
+        FromText(state.Guest.Config, source, state.Guest.BaseDirectory, overrides, restoring: true);
+
+    /// <summary>
+    /// A restored guest's console where its new host has another one: each device option <c>sink</c> or <c>input</c>
+    /// that <paramref name="remap"/> maps to a new value (a VM saved by <c>serve</c>, attached to its old id, and run
+    /// by <c>run --restore</c> writes to stdout; one restored by <c>serve</c> is attached to its new id), as --set lines.
+    /// </summary>
+    public static IReadOnlyList<string> ConsoleRemap(string configJson, Func<string, string, string?> remap)
+    {
+        var sets = new List<string>();
+        var config = HoconText.Parse(configJson, "(snapshot)", Environment.CurrentDirectory);
+        if (!config.HasPath("guest.devices")) return sets;
+        var devices = config.GetConfig("guest.devices");
+        foreach (var name in devices.Root.GetObject().Items.Keys)
+        {
+            var key = name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_') ? name : System.Text.Json.JsonSerializer.Serialize(name);
+            foreach (var option in new[] { "sink", "input" })
+            {
+                var path = $"{key}.options.{option}";
+                if (devices.HasPath(path) && devices.GetString(path) is { } value && remap(option, value) is { } mapped && mapped != value)
+                    sets.Add($"guest.devices.{path} = {System.Text.Json.JsonSerializer.Serialize(mapped)}");
+            }
+        }
+        return sets;
+    }
+
+    private static GuestSpec FromText(string hocon, string sourceFile, string baseDirectory, IEnumerable<string>? overrides, bool restoring)
     {
         var file = HoconText.Parse(hocon, sourceFile, baseDirectory);
         Schema.Check(file, sourceFile);
@@ -54,7 +94,7 @@ public static class GuestConfigLoader
         var runtimeDefaults = KvmActorsConfig.Reference.GetConfig("kvmactors");
         RuntimeSettingsBinder.Validate(new ConfigSection(runtime?.WithFallback(runtimeDefaults) ?? runtimeDefaults, "kvmactors", sourceFile, baseDirectory, sourceOf));
         var runtimeConfig = runtime?.Root.AtKey("kvmactors") ?? Akka.Configuration.Config.Empty;
-        return new Binder(guest).Bind() with { RuntimeConfig = runtimeConfig };
+        return new Binder(guest, restoring).Bind() with { RuntimeConfig = runtimeConfig, SourceConfig = HoconJson.Write(merged) };
     }
 
     /// <summary>
@@ -90,7 +130,7 @@ public static class GuestConfigLoader
     }
 
     /// <summary>Binding with errors naming <c>guest.KEY</c> and its source.</summary>
-    private sealed class Binder(ConfigSection guest)
+    private sealed class Binder(ConfigSection guest, bool restoring)
     {
         /// <summary>At most this many memory regions: KVM's smallest memslot count (KVM_CAP_NR_MEMSLOTS, 509 on older kernels).</summary>
         private const int MaxRegions = 509;
@@ -103,7 +143,7 @@ public static class GuestConfigLoader
 
             var (memory, contents) = BindMemory();
             var image = BindImage(memory);
-            var platform = PlatformConfig.Bind(guest, vcpus, memory, contents, image);
+            var platform = PlatformConfig.Bind(guest, vcpus, memory, contents, image, restoring);
             var cpu = BindCpuState(guest.GetSection("cpu"));
             var overrides = new Dictionary<int, CpuStateSpec>();
             foreach (var (key, section) in guest.GetSection("vcpu-overrides").Sections())
@@ -213,7 +253,7 @@ public static class GuestConfigLoader
                 if (clash is not null) throw c.Error("address", $"region '{rname}' overlaps region '{clash.Name}'");
                 var region = new MemoryRegionSpec(rname, addr, size, ro);
                 list.Add(region);
-                if (Content.Read(c, size, $"region '{rname}'") is { } content)
+                if (Content.Read(c, size, $"region '{rname}'", restoring) is { } content)
                     contents.Add(new RegionContentSpec(rname, addr, content.Data, content.Origin));
             }
             return (list, contents);
@@ -227,7 +267,7 @@ public static class GuestConfigLoader
             var hasFile = image.Has("file");
             if (hasFile == image.Has("inline")) throw guest.Error("image", "give exactly one of image.file or image.inline");
             var ram = (ulong)memory.Sum(r => (decimal)r.Size);
-            var content = Content.Read(image, ram, "the guest's memory")!.Value;
+            var content = Content.Read(image, ram, "the guest's memory", restoring)!.Value;
             return new ImageSpec(format, content.Data, load, content.Origin, hasFile ? Path.Combine(guest.BaseDirectory, content.Origin) : null);
         }
 
@@ -276,7 +316,8 @@ public static class GuestConfigLoader
     internal static class Content
     {
         /// <summary>The bytes, or null when neither key is given; <paramref name="max"/> bounds them (the size of <paramref name="into"/>).</summary>
-        public static (byte[] Data, string Origin, string Key)? Read(ConfigSection c, ulong max, string into)
+        /// <param name="restoring">A snapshot is restored: memory holds the contents, so no file is read (no bytes).</param>
+        public static (byte[] Data, string Origin, string Key)? Read(ConfigSection c, ulong max, string into, bool restoring)
         {
             var hasFile = c.Has("file");
             var hasInline = c.Has("inline");
@@ -293,6 +334,7 @@ public static class GuestConfigLoader
                 return (data, "inline", "inline");
             }
             var rel = c.GetString("file");
+            if (restoring) return ([], rel, "file");
             var path = Path.Combine(c.BaseDirectory, rel);
             return (ConfigFiles.Read(path, rel, max, into, problem => c.Error("file", problem)), rel, "file");
         }

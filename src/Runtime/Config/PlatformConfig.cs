@@ -14,7 +14,7 @@ public static class PlatformConfig
     /// <param name="memory">The memory regions in config order (index i is <c>memory[i]</c>).</param>
     /// <param name="contents">The regions' initial contents, bound with them.</param>
     public static PlatformSpec Bind(ConfigSection guest, int vcpus, IReadOnlyList<MemoryRegionSpec> memory,
-        IReadOnlyList<RegionContentSpec> contents, ImageSpec image)
+        IReadOnlyList<RegionContentSpec> contents, ImageSpec image, bool restoring = false)
     {
         var imageSection = guest.GetSection("image");
         var cpuSection = guest.GetSection("cpu");
@@ -23,7 +23,7 @@ public static class PlatformConfig
         // Multiboot command line and modules (their files are checked first, as the image's were).
         var cmdline = imageSection.GetString("cmdline", "");
         var ram = (ulong)memory.Where(r => !r.ReadOnly).Sum(r => (decimal)r.Size);
-        var modules = BindModules(imageSection, ram);
+        var modules = BindModules(imageSection, ram, restoring);
 
         // Image format and the mode it implies.
         var format = image.Format;
@@ -35,6 +35,7 @@ public static class PlatformConfig
             case PlatformNames.FormatElf:
             {
                 ElfImage elf;
+                if (restoring) { mode = modeText == "auto" ? CpuMode.Protected : ParseMode(modeText); break; } // the image is in memory, not read
                 try { elf = ImageLoader.ParseElf(image.Bytes); }
                 catch (BootImageException e) { throw imageSection.Error(imageKey, $"'{image.Origin}' is not a loadable ELF executable: {e.Message}"); }
                 var natural = elf.Bits == 64 ? CpuMode.Long : CpuMode.Protected;
@@ -49,6 +50,7 @@ public static class PlatformConfig
             }
             case PlatformNames.FormatMultiboot:
             {
+                if (restoring) { mode = CpuMode.Protected; break; }
                 try
                 {
                     var header = Multiboot.RequireHeader(image.Bytes);
@@ -132,12 +134,12 @@ public static class PlatformConfig
     };
 
     /// <param name="ram">Modules are loaded into RAM: none may be larger.</param>
-    private static List<BootModuleSpec> BindModules(ConfigSection image, ulong ram)
+    private static List<BootModuleSpec> BindModules(ConfigSection image, ulong ram, bool restoring)
     {
         var list = new List<BootModuleSpec>();
         foreach (var c in image.GetObjectList("modules", "{ file = \"...\", cmdline = \"...\" } (or inline = \"hex\" instead of file)"))
         {
-            var (data, origin, _) = GuestConfigLoader.Content.Read(c, ram, "the guest's RAM") ?? throw c.Error("give exactly one of file or inline");
+            var (data, origin, _) = GuestConfigLoader.Content.Read(c, ram, "the guest's RAM", restoring) ?? throw c.Error("give exactly one of file or inline");
             var args = c.GetString("cmdline", "").Trim();
             var name = c.Has("file") ? origin : "module";
             list.Add(new BootModuleSpec(args.Length > 0 ? $"{name} {args}" : name, data, origin));

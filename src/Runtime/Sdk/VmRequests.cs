@@ -15,6 +15,8 @@ public enum VmEndReason
     StoppedOnRequest,
     /// <summary>The host side failed: a setup error, or an actor that failed beyond its supervision policy.</summary>
     Fault,
+    /// <summary>The VM was migrated: it runs on in another host, and this copy ended.</summary>
+    Migrated,
 }
 
 /// <summary>A device (or the halt controller) asks the VM to end.</summary>

@@ -43,4 +43,9 @@ public sealed record GuestSpec
     public Debug.GdbSpec? Gdb { get; init; }
     /// <summary>Runtime settings the guest file or --set gave (a <c>kvmactors { }</c> block), for the actor system's config.</summary>
     public Akka.Configuration.Config RuntimeConfig { get; init; } = Akka.Configuration.Config.Empty;
+    /// <summary>
+    /// The config this guest was bound from (file, includes and --set merged, without defaults), as JSON (which is
+    /// HOCON): a snapshot saves it so the restored VM is bound from the same config. Empty for a spec built in code.
+    /// </summary>
+    public string SourceConfig { get; init; } = "";
 }

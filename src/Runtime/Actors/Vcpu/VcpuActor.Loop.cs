@@ -71,6 +71,7 @@ public sealed partial class VcpuActor
                 else Self.Tell(RunGuest.Instance);
                 break;
             case ExitOutcome.AwaitingRead:
+                _awaitingRead = true;
                 Become(AwaitingRead);
                 break;
             case ExitOutcome.Halted:

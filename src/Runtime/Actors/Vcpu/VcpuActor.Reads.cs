@@ -7,6 +7,8 @@ namespace KvmActors.Runtime.Vcpu;
 // the next item of a rep-string IN). Older answers (a read abandoned by a restart) are dropped by Common.
 public sealed partial class VcpuActor
 {
+    private bool _awaitingRead; // in AwaitingRead (Akka's Become has no "current behaviour" to ask)
+
     private void AwaitingRead(object message)
     {
         NoteThread();
@@ -14,8 +16,13 @@ public sealed partial class VcpuActor
         {
             case ReadCompleted done when done.Seq == _progress.ReadSeq:
                 var result = _exits.CompleteRead(_vcpu.Exit, done.Value);
-                if (result.Outcome != ExitOutcome.AwaitingRead) Become(OnReceive);
+                if (result.Outcome != ExitOutcome.AwaitingRead)
+                {
+                    _awaitingRead = false;
+                    Become(OnReceive);
+                }
                 Apply(result);
+                CompleteExitIfRequested();
                 break;
             case RunGuest:
                 break;

@@ -123,6 +123,9 @@ public sealed partial class VcpuActor : UntypedActor, IVcpuExitActions
                     Self.Tell(RunGuest.Instance);
                 }
                 break;
+            case CompleteVcpuExit:
+                OnCompleteExit(Sender);
+                break;
             case ReadCompleted:
                 break; // a late answer to a read nobody waits for any more
             default:

@@ -31,6 +31,15 @@ public sealed record VcpuPaused(int VcpuId);
 /// <summary>Go on running the guest after a <see cref="PauseVcpu"/>.</summary>
 public sealed record ResumeVcpu;
 
+/// <summary>
+/// The VM asks a paused vCPU to finish the exit it last handled (a read still out is awaited first), so its state
+/// can be read at an instruction boundary; answered with <see cref="VcpuExitCompleted"/>.
+/// </summary>
+public sealed record CompleteVcpuExit;
+
+/// <summary>The vCPU is at an instruction boundary (or, with <paramref name="Error"/>, could not get there).</summary>
+public sealed record VcpuExitCompleted(int VcpuId, bool Halted, string? Error);
+
 /// <summary>A vCPU's last word: what it did.</summary>
 public sealed record VcpuStopped(VcpuSummary Summary);
 

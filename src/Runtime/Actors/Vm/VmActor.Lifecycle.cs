@@ -60,6 +60,7 @@ public sealed partial class VmActor
         if (_end is not null) return;
         _end = (reason, detail, status, failure);
         TellDebuggerEnding(reason, status);
+        FailSnapshot($"the VM is ending: {reason} ({detail})");
         _log.Info("VM '{0}' ending: {1} ({2})", _spec.Name, reason, detail);
         if (_vcpuActors.Count == 0)
         {

@@ -15,7 +15,13 @@ public sealed partial class VmActor
 
     private void Pause()
     {
-        _pauseRequesters.Add(Sender);
+        _pausedByRequest = true;
+        PauseFor(Sender);
+    }
+
+    private void PauseFor(IActorRef requester)
+    {
+        _pauseRequesters.Add(requester);
         if (_end is not null)
         {
             // Ending: no vCPU runs the guest any more.
@@ -52,10 +58,17 @@ public sealed partial class VmActor
 
     private void Resume()
     {
+        _pausedByRequest = false;
+        // A snapshot in progress resumes the guest itself when it is done (or keeps it paused, as asked).
+        if (_snapshot is null) ResumeVcpus();
+        Sender.Tell(new VmResumed(_spec.Name));
+    }
+
+    private void ResumeVcpus()
+    {
         _pausedVcpus.Clear();
         Timers.Cancel("pause-kick");
         foreach (var actor in _vcpuActors.Keys) actor.Tell(new ResumeVcpu());
-        Sender.Tell(new VmResumed(_spec.Name));
     }
 
     private void Kick(int vcpuId)

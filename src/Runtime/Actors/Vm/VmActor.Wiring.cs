@@ -45,7 +45,13 @@ public sealed partial class VmActor
 
     private void Setup()
     {
-        var kernel = _machine = Machine.Create(_spec.Machine, _settings.KvmDevice);
+        _restore?.CheckMatches(_spec);
+        var kernel = _machine = _restore is null
+            ? Machine.Create(_spec.Machine, _settings.KvmDevice)
+            : Machine.Restore(_spec.Machine, _settings.KvmDevice, _restore.ForMachine());
+        if (kernel.RefusedMsrs.Count > 0)
+            _log.Warning("VM '{0}': this host's KVM refused saved MSR(s) {1}; the guest runs on without them", _spec.Name,
+                string.Join(", ", kernel.RefusedMsrs.Select(m => $"0x{m:x}")));
         _haltPolicy = HaltPolicy.For(_spec.HaltPolicy, _spec.Machine.VcpuCount, _spec.SourceFile);
         var machine = _machine.Info;
         var registry = _settings.Registry;
@@ -65,6 +71,9 @@ public sealed partial class VmActor
             var actor = Context.ActorOf(DeviceRegistry.PropsFor(type, ctx).WithDispatcher(DeviceDispatcher.ConfigPath), $"device-{d.Name}");
             Context.Watch(actor);
             _devices[actor] = d.Name;
+            // Before its Identify below, so the device has its saved state before any access can reach it.
+            if (_restore?.State.Devices.FirstOrDefault(s => s.Name == d.Name)?.State is { } saved)
+                actor.Tell(new RestoreDeviceState(saved));
             portEntries.AddRange(d.Ports.Select(r => new PortBus.Entry(d.Name, r, actor)));
             mmioEntries.AddRange(d.Mmio.Select(r => new MmioBus.Entry(d.Name, r, actor)));
         }
@@ -78,16 +87,26 @@ public sealed partial class VmActor
             _devicesStarting.Add(device);
             device.Tell(new Identify(DeviceStartedId));
         }
-        _log.Info("VM '{0}' created: {1} vCPU(s), {2} KiB RAM, {3} device(s)", _spec.Name, _spec.Machine.VcpuCount, machine.RamSize / 1024, _spec.Devices.Count);
+        _log.Info("VM '{0}' {1}: {2} vCPU(s), {3} KiB RAM, {4} device(s)", _spec.Name, _restore is null ? "created" : "restored", _spec.Machine.VcpuCount, machine.RamSize / 1024, _spec.Devices.Count);
         StartDebugger();
         Self.Tell(new CreateVcpus(0));
     }
 
     private bool DevicesStarted => _devicesStarting.Count == 0;
+    private readonly List<IActorRef> _startWaiters = new();
+
+    private void AnswerStartedIfReady(IActorRef? asking = null)
+    {
+        if (asking is not null) _startWaiters.Add(asking);
+        if (_end is not null || !DevicesStarted || _vcpuActors.Count < _spec.Machine.VcpuCount) return;
+        foreach (var w in _startWaiters) w.Tell(new VmStarted(_spec.Name));
+        _startWaiters.Clear();
+    }
 
     private void DeviceStarted(IActorRef? device)
     {
         if (device is null || !_devicesStarting.Remove(device) || !DevicesStarted || _end is not null) return;
+        AnswerStartedIfReady();
         if (StartsPaused) return; // guest.gdb.wait: gdb's first continue lets them go
         foreach (var actor in _vcpuActors.Keys) actor.Tell(new ResumeVcpu()); // the held vCPUs enter the guest
     }
@@ -101,6 +120,12 @@ public sealed partial class VmActor
         {
             var vcpu = vcpus[i];
             var progress = _progress[vcpu.Id] = new VcpuProgress { Paused = !DevicesStarted || StartsPaused };
+            if (_restore?.State.Vcpus[vcpu.Id].Halted == true)
+            {
+                // Halted (no irqchip) when the snapshot was taken: parked again, and counted by the halt policy.
+                progress.Parked = progress.Halted = true;
+                Self.Tell(new VcpuHalted(vcpu.Id));
+            }
             var setup = new VcpuSetup(vcpu, vcpus.Count, _ports!, _mmio!, _machine.Memory, _spec.UnmappedIo, _settings,
                 progress, _spec.VcpuFaults.GetValueOrDefault(vcpu.Id));
             var actor = Context.ActorOf(VcpuActor.Props(setup), $"vcpu-{vcpu.Id}");
@@ -108,7 +133,11 @@ public sealed partial class VmActor
             _vcpuActors[actor] = vcpu.Id;
         }
         if (to < vcpus.Count) Self.Tell(new CreateVcpus(to));
-        else _log.Info("VM '{0}' started: {1} vCPU(s) running", _spec.Name, vcpus.Count);
+        else
+        {
+            _log.Info("VM '{0}' started: {1} vCPU(s) running", _spec.Name, vcpus.Count);
+            AnswerStartedIfReady();
+        }
     }
 
     /// <summary>Self-message: create the vCPU actors from index <paramref name="From"/> on (one batch).</summary>

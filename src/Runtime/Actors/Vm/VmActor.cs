@@ -23,20 +23,26 @@ public sealed partial class VmActor : UntypedActor, IWithTimers
     private readonly GuestSpec _spec;
     private readonly IActorRef _owner;
     private readonly VmSettings _settings;
+    /// <summary>Build the VM from a snapshot instead of booting it (null: boot).</summary>
+    private readonly Snapshot.VmRestore? _restore;
     private readonly ILoggingAdapter _log = Context.GetLogger();
 
     public ITimerScheduler Timers { get; set; } = null!;
 
-    public VmActor(GuestSpec spec, IActorRef owner, VmSettings settings)
+    public VmActor(GuestSpec spec, IActorRef owner, VmSettings settings, Snapshot.VmRestore? restore = null)
     {
         _spec = spec;
         _owner = owner;
         _settings = settings;
+        _restore = restore;
     }
 
-    /// <summary>A VM for <paramref name="spec"/> that reports <see cref="VmEnded"/> to <paramref name="owner"/>.</summary>
-    public static Props Props(GuestSpec spec, IActorRef owner, VmSettings settings) =>
-        Akka.Actor.Props.Create(() => new VmActor(spec, owner, settings));
+    /// <summary>
+    /// A VM for <paramref name="spec"/> that reports <see cref="VmEnded"/> to <paramref name="owner"/>; with
+    /// <paramref name="restore"/>, built from that snapshot and run on from where it was.
+    /// </summary>
+    public static Props Props(GuestSpec spec, IActorRef owner, VmSettings settings, Snapshot.VmRestore? restore = null) =>
+        Akka.Actor.Props.Create(() => new VmActor(spec, owner, settings, restore));
 
     protected override SupervisorStrategy SupervisorStrategy() =>
         new VmSupervisorStrategy(
@@ -56,6 +62,9 @@ public sealed partial class VmActor : UntypedActor, IWithTimers
             // set-up (VmActor.Wiring.cs)
             case ActorIdentity { MessageId: DeviceStartedId } id:
                 DeviceStarted(id.Subject);
+                break;
+            case AwaitVmStarted:
+                AnswerStartedIfReady(Sender);
                 break;
             case CreateVcpus batch:
                 CreateVcpuBatch(batch.From);
@@ -125,6 +134,31 @@ public sealed partial class VmActor : UntypedActor, IWithTimers
             case KickAgain:
                 foreach (var id in _vcpuNativeThreads.Keys) Kick(id);
                 break;
+            // snapshot (VmActor.Snapshot.cs)
+            case SnapshotVm snap:
+                OnSnapshotVm(snap);
+                break;
+            case VmPaused:
+                SnapshotPaused(); // our own pause, asked for by a snapshot
+                break;
+            case VcpuExitCompleted done:
+                OnVcpuExitCompleted(done);
+                break;
+            case DeviceStateSaved saved:
+                OnDeviceStateSaved(saved);
+                break;
+            case DeviceStateRestored restored:
+                OnDeviceStateRestored(restored);
+                break;
+            case SnapshotTimedOut:
+                FailSnapshot($"the vCPUs and devices did not hand over their state within {_settings.StopTimeout}");
+                break;
+
+            // live migration, source side (VmActor.Migration.cs)
+            case BeginMigration or ReadMigrationPages or NextMigrationRound or FinishMigration or EndMigration:
+                OnMigrationMessage(message);
+                break;
+
             case GetVmStatus:
                 // VcpuProgress is the VM's own record of each vCPU (kept across restarts); its counters are written by
                 // the vCPU threads, so they are read here with Volatile.Read: a figure for a status call, not a fence.

@@ -71,3 +71,21 @@ public sealed record VmPaused(string VmName);
 public sealed record ResumeVm;
 
 public sealed record VmResumed(string VmName);
+
+/// <summary>
+/// Save the running (or paused) VM into <paramref name="Directory"/> (new or empty): it is paused, its state and
+/// memory written, then resumed unless <paramref name="Resume"/> is false (or it was paused before). Answered with
+/// <see cref="VmSnapshotted"/> or <see cref="VmSnapshotFailed"/>.
+/// </summary>
+public sealed record SnapshotVm(string Directory, bool Resume = true);
+
+/// <summary>The snapshot is complete on disk. <paramref name="FreshDevices"/>: devices that keep no state (restored fresh).</summary>
+public sealed record VmSnapshotted(string VmName, string Directory, Snapshot.SnapshotStats Stats, TimeSpan Elapsed, IReadOnlyList<string> FreshDevices);
+
+/// <summary>No snapshot was taken (or it is incomplete on disk, without SHA256SUMS): why.</summary>
+public sealed record VmSnapshotFailed(string VmName, string Reason);
+
+/// <summary>Answered with <see cref="VmStarted"/> once every device has started (a restored one has taken its state) and every vCPU runs.</summary>
+public sealed record AwaitVmStarted;
+
+public sealed record VmStarted(string VmName);

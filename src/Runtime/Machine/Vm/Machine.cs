@@ -2,6 +2,7 @@ using KvmActors.Runtime.Boot;
 using KvmActors.Runtime.Boot.Acpi;
 using KvmActors.Runtime.Kvm;
 using KvmActors.Runtime.Memory;
+using KvmActors.Runtime.Snapshot;
 
 namespace KvmActors.Runtime.Vm;
 
@@ -34,6 +35,8 @@ public sealed class Machine : IDisposable
     public LoadedImage? Image { get; private set; }
     /// <summary>The CPUID table each vCPU was given, by vCPU index.</summary>
     public IReadOnlyList<KvmCpuidEntry2[]> Cpuid => _cpuid;
+    /// <summary>After <see cref="Restore"/>: saved MSRs this host's KVM would not take (the caller logs them).</summary>
+    public IReadOnlyList<uint> RefusedMsrs { get; private set; } = [];
 
     private readonly List<KvmVcpu> _vcpus = new();
     private readonly List<KvmCpuidEntry2[]> _cpuid = new();
@@ -47,7 +50,43 @@ public sealed class Machine : IDisposable
         Info = new MachineInfo(spec.VcpuCount, memory.RamSize, spec.Memory);
     }
 
-    public static Machine Create(MachineSpec spec, string kvmDevice)
+    public static Machine Create(MachineSpec spec, string kvmDevice) => Build(spec, kvmDevice, machine =>
+    {
+        machine.WriteRegionContents();
+        machine.Image = machine.LoadImage();
+        machine.WriteBootTables();
+        machine.WriteAcpiTables();
+        machine.CreateVcpus();
+    });
+
+    /// <summary>
+    /// A machine in the state a snapshot saved: the same VM, irqchip and memory slots as <see cref="Create"/>, but
+    /// memory loaded from the snapshot (no image, boot or ACPI tables are written: they are in it) and each vCPU
+    /// given its saved state (CPUID first). The VM-wide irqchip, PIT and clock state go in last, over the vCPUs'.
+    /// </summary>
+    public static Machine Restore(MachineSpec spec, string kvmDevice, MachineRestore restore) => Build(spec, kvmDevice, machine =>
+    {
+        if (restore.Vcpus.Count != spec.VcpuCount)
+            throw new SnapshotFormatException($"the snapshot has {restore.Vcpus.Count} vCPU(s), its guest config {spec.VcpuCount}");
+        var supported = machine.Kvm.GetSupportedCpuid();
+        foreach (var state in restore.Vcpus)
+            if (CpuidCompatibility.Check(VcpuStateIo.CpuidEntries(state), supported) is { } why)
+                throw new SnapshotFormatException($"this host cannot run the snapshot's vCPU {state.VcpuId}: {why}");
+        var regions = machine.Memory.Regions;
+        for (var i = 0; i < regions.Count; i++) restore.LoadRegion(i, regions[i], machine.Memory.RegionBytes(i));
+        var refused = new List<uint>();
+        foreach (var state in restore.Vcpus)
+        {
+            var vcpu = machine.Vm.CreateVcpu(state.VcpuId);
+            machine._vcpus.Add(vcpu);
+            refused.AddRange(VcpuStateIo.Apply(vcpu, state));
+            machine._cpuid.Add(VcpuStateIo.CpuidEntries(state));
+        }
+        VmStateIo.Apply(machine.Vm, restore.Vm);
+        machine.RefusedMsrs = refused.Distinct().Order().ToList();
+    });
+
+    private static Machine Build(MachineSpec spec, string kvmDevice, Action<Machine> fill)
     {
         var kvm = KvmSystem.Open(kvmDevice);
         KvmVm? vm = null;
@@ -66,11 +105,7 @@ public sealed class Machine : IDisposable
             var machine = new Machine(spec, kvm, vm, memory) { HasIrqchip = spec.Platform.Irqchip };
             try
             {
-                machine.WriteRegionContents();
-                machine.Image = machine.LoadImage();
-                machine.WriteBootTables();
-                machine.WriteAcpiTables();
-                machine.CreateVcpus();
+                fill(machine);
                 return machine;
             }
             catch { machine.Dispose(); throw; }

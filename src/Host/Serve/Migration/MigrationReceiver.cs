@@ -1,0 +1,92 @@
+using System.Buffers.Binary;
+using System.Text.Json;
+using KvmActors.Runtime.Config;
+using KvmActors.Runtime.Memory;
+using KvmActors.Runtime.Snapshot;
+using KvmActors.Sdk;
+
+namespace KvmActors.Host.Serve.Migration;
+
+/// <summary>
+/// Live migration, target side: reads the stream of <see cref="MigrationWire"/> frames into staging memory (as
+/// large as the guest's, checked against the host's limits before the first page), and at the end builds the VM
+/// from the final state with that memory and runs it. Nothing runs before the whole stream arrived and checked
+/// out; a broken stream leaves nothing behind.
+/// </summary>
+public sealed class MigrationReceiver(VmHost host)
+{
+    public async Task<HostedVm> ReceiveAsync(Stream body, CancellationToken ct)
+    {
+        var first = await MigrationWire.ReadFrame(body, ct) ?? throw Bad("the stream is empty");
+        if (first.Kind != MigrationWire.Hello) throw Bad($"the stream starts with frame kind {first.Kind}, not Hello");
+        var hello = Json<MigrationHello>(first.Payload, "Hello");
+        if (hello.Format != SnapshotState.FormatName || hello.FormatVersion != SnapshotState.CurrentFormatVersion)
+            throw new ProblemException(422, "Migration refused", $"the source sends {hello.Format} version {hello.FormatVersion}; this host reads {SnapshotState.FormatName} version {SnapshotState.CurrentFormatVersion}");
+        var regions = hello.Memory.Select(r => new MemoryRegionSpec(r.Name, r.GuestAddress, r.Size, r.ReadOnly)).ToList();
+        if (regions.Any(r => r.Size > int.MaxValue)) throw new ProblemException(422, "Migration refused", "a memory region over 2 GiB");
+        host.CheckCapacity(hello.Vcpus, regions.Where(r => !r.ReadOnly).Aggregate(0UL, (a, r) => a + r.Size));
+        GuestMemory staging;
+        try { staging = GuestMemory.Create(null, regions); }
+        catch (KvmActorsException e) { throw new ProblemException(422, "Migration refused", e.Message); }
+        try
+        {
+            SnapshotState? state = null;
+            while (true)
+            {
+                var frame = await MigrationWire.ReadFrame(body, ct) ?? throw Bad("the stream ended before its End frame");
+                switch (frame.Kind)
+                {
+                    case MigrationWire.Pages or MigrationWire.Zero:
+                        Apply(staging, regions, frame.Kind, frame.Payload);
+                        break;
+                    case MigrationWire.State:
+                        state = Json<SnapshotState>(frame.Payload, "State");
+                        break;
+                    case MigrationWire.End:
+                        if (state is null) throw Bad("End before the State frame");
+                        return await host.AdmitMigratedAsync(hello, state, staging, ct);
+                    default:
+                        throw Bad($"unknown frame kind {frame.Kind}");
+                }
+            }
+        }
+        catch (MigrationProtocolException e)
+        {
+            throw Bad(e.Message);
+        }
+        finally
+        {
+            staging.Dispose(); // the VM copied it into its own memory (or never came to be)
+        }
+    }
+
+    private static void Apply(GuestMemory staging, List<MemoryRegionSpec> regions, byte kind, byte[] payload)
+    {
+        if (payload.Length < MigrationWire.PageHeader) throw Bad("a page frame shorter than its header");
+        var region = BinaryPrimitives.ReadUInt32LittleEndian(payload);
+        var firstPage = BinaryPrimitives.ReadUInt64LittleEndian(payload.AsSpan(4));
+        var count = BinaryPrimitives.ReadUInt32LittleEndian(payload.AsSpan(12));
+        if (region >= regions.Count) throw Bad($"pages for region {region}; the VM has {regions.Count}");
+        var pages = regions[(int)region].Size / GuestMemory.PageSize;
+        if (count == 0 || firstPage >= pages || count > pages - firstPage)
+            throw Bad($"pages {firstPage}+{count} outside region '{regions[(int)region].Name}' ({pages} pages)");
+        var length = (int)(count * GuestMemory.PageSize);
+        var into = staging.RegionBytes((int)region).Slice((int)(firstPage * GuestMemory.PageSize), length);
+        if (kind == MigrationWire.Zero)
+        {
+            if (payload.Length != MigrationWire.PageHeader) throw Bad("a zero-page frame with bytes");
+            into.Clear();
+            return;
+        }
+        if (payload.Length != MigrationWire.PageHeader + length) throw Bad($"a page frame of {payload.Length} bytes for {count} page(s)");
+        payload.AsSpan(MigrationWire.PageHeader).CopyTo(into);
+    }
+
+    private static T Json<T>(byte[] payload, string what)
+    {
+        try { return JsonSerializer.Deserialize<T>(payload, SnapshotFiles.Json) ?? throw Bad($"an empty {what} frame"); }
+        catch (JsonException e) { throw Bad($"the {what} frame is not valid: {e.Message}"); }
+    }
+
+    private static ProblemException Bad(string detail) => new(400, "Bad migration stream", detail);
+}

@@ -1,0 +1,106 @@
+using Akka.Actor;
+using KvmActors.Runtime.Config;
+using KvmActors.Runtime.Snapshot;
+using KvmActors.Runtime.Vm;
+using KvmActors.Sdk;
+using KvmActors.Tests.Support;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace KvmActors.Tests.Snapshot;
+
+/// <summary>Snapshot of a running VM through the VM actor, and a new VM restored from the directory, on /dev/kvm.</summary>
+public sealed class SnapshotRestoreTests(ITestOutputHelper output) : KvmTestKit(output), IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("kvmactors-snap-").FullName;
+
+    public new void Dispose()
+    {
+        try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
+        base.Dispose();
+    }
+
+    private const string Line = "0123456789 the quick brown fox\n";
+    private const int Times = 3000;
+
+    private GuestSpec Printer(string sink) => Guest(RealModeGuest(Guests.PrintText(Line, Times), sink));
+
+    /// <summary>Start, wait for some output, snapshot (paused after it), stop; the output and the snapshot's directory.</summary>
+    private (string Output, VmSnapshotted Snapshot) RunThenSnapshot(GuestSpec spec, string sink, int afterBytes, string dir)
+    {
+        var (vm, owner) = Start(spec);
+        AwaitCondition(() => SinkText(sink).Length >= afterBytes, TimeSpan.FromSeconds(20));
+        vm.Tell(new SnapshotVm(dir, Resume: false), TestActor);
+        var done = ExpectMsg<VmSnapshotted>(TimeSpan.FromSeconds(20));
+        var atSnapshot = SinkText(sink);
+        Watch(vm);
+        vm.Tell(new StopVm("test: snapshot taken"));
+        owner.ExpectMsg<VmEnded>(TimeSpan.FromSeconds(10));
+        ExpectTerminated(vm);
+        // Paused from the snapshot on: nothing more came out.
+        Assert.Equal(atSnapshot, SinkText(sink));
+        return (atSnapshot, done);
+    }
+
+    private VmEnded RunRestored(string dir, string sink)
+    {
+        var loaded = SnapshotFiles.Load(dir);
+        var spec = GuestConfigLoader.FromSnapshot(loaded, [$"guest.devices.com1.options.sink = \"memory:{sink}\""]);
+        var owner = CreateTestProbe();
+        var vm = Sys.ActorOf(VmActor.Props(spec, owner.Ref, Settings, VmRestore.From(loaded)));
+        Watch(vm);
+        var ended = owner.ExpectMsg<VmEnded>(TimeSpan.FromSeconds(30));
+        ExpectTerminated(vm);
+        return ended;
+    }
+
+    [KvmFact]
+    public void A_restored_vm_carries_on_exactly_where_the_snapshot_was_taken()
+    {
+        var whole = SinkName();
+        var uninterrupted = Run(Printer(whole), TimeSpan.FromSeconds(30));
+        Assert.Equal(VmEndReason.Halted, uninterrupted.Reason);
+        var expected = SinkText(whole);
+        Assert.Equal(Line.Length * Times, expected.Length);
+
+        var first = SinkName();
+        var dir = Path.Combine(_dir, "s1");
+        var (before, snap) = RunThenSnapshot(Printer(first), first, Line.Length * 40, dir);
+        Assert.InRange(before.Length, Line.Length * 40, expected.Length - 1);
+        Assert.True(snap.Stats.MemoryBytes == 64 * 1024, $"memory {snap.Stats.MemoryBytes}");
+
+        var second = SinkName();
+        var ended = RunRestored(dir, second);
+        Assert.True(ended.Reason == VmEndReason.Halted, ended.ToString());
+        Assert.Equal(expected, before + SinkText(second));
+    }
+
+    [KvmFact]
+    public void Two_vms_restored_from_one_snapshot_continue_identically()
+    {
+        var first = SinkName();
+        var dir = Path.Combine(_dir, "twice");
+        var (before, _) = RunThenSnapshot(Printer(first), first, Line.Length * 20, dir);
+        var a = SinkName();
+        var b = SinkName();
+        Assert.Equal(VmEndReason.Halted, RunRestored(dir, a).Reason);
+        Assert.Equal(VmEndReason.Halted, RunRestored(dir, b).Reason);
+        Assert.Equal(SinkText(a), SinkText(b));
+        Assert.Equal(Line.Length * Times, before.Length + SinkText(a).Length);
+    }
+
+    [KvmFact]
+    public void The_memory_file_is_sparse_and_the_state_names_the_devices_restored_fresh()
+    {
+        var sink = SinkName();
+        var dir = Path.Combine(_dir, "sparse");
+        var spec = Guest(RealModeGuest(Guests.PrintText(Line, Times), sink).Replace("size = 64K", "size = 16M"));
+        var (_, snap) = RunThenSnapshot(spec, sink, Line.Length * 5, dir);
+        Assert.Equal(16L << 20, snap.Stats.MemoryBytes);
+        // The guest touched a few pages: the data written is a small part of its 16 MiB.
+        Assert.InRange(snap.Stats.DiskBytes, 4096, 1L << 20);
+        var loaded = SnapshotFiles.Load(dir);
+        Assert.Equal(16L << 20, new FileInfo(Path.Combine(dir, loaded.State.Memory[0].File)).Length);
+        Assert.Contains(loaded.State.Devices, d => d.Name == "com1" && d.Restore == "saved-state");
+    }
+}
