@@ -144,6 +144,7 @@ public sealed class VmHost
     public string SnapshotPath(string path, string key)
     {
         if (path.Length == 0) throw new ProblemException(400, "Bad request", $"\"{key}\" is empty: name a directory inside the snapshot directory {SnapshotDir}");
+        Directory.CreateDirectory(SnapshotDir); // made on first use, so it can be resolved (symlinks) and checked against
         var root = GuestPreparation.RealPath(SnapshotDir) ?? SnapshotDir;
         try { GuestPreparation.CheckPath(path, key, root); }
         catch (ProblemException)
@@ -175,7 +176,6 @@ public sealed class VmHost
         try
         {
             if (vm.State == VmStates.Ended) return (409, new VmSnapshotFailed(vm.Name, $"VM {vm.Id} has ended"));
-            Directory.CreateDirectory(SnapshotDir);
             var ask = vm.Actor.Ask<object>(new SnapshotVm(full, resume), Settings.RequestTimeout + TimeSpan.FromSeconds(30), ct);
             var first = await Task.WhenAny(ask, vm.Finished.Task);
             if (first != ask) return (409, new VmSnapshotFailed(vm.Name, $"VM {vm.Id} ended during the snapshot"));
@@ -215,7 +215,9 @@ public sealed class VmHost
     /// The end of an incoming migration: the VM built from the final state and the staged memory (copied into the
     /// VM's own during its set-up, which this waits for), attached to the console here, offsets going on from the source's.
     /// </summary>
-    public async Task<HostedVm> AdmitMigratedAsync(Migration.MigrationHello hello, SnapshotState state, Runtime.Memory.GuestMemory staging, CancellationToken ct)
+    /// <param name="load">Fills region N of the new VM's memory from what the stream brought.</param>
+    public async Task<HostedVm> AdmitMigratedAsync(Migration.MigrationHello hello, SnapshotState state, Action<int, Span<byte>> load, long consoleOffset,
+        CancellationToken ct)
     {
         if (_shuttingDown) throw new ProblemException(503, "Shutting down", "the host is stopping its VMs");
         var id = NewId();
@@ -228,8 +230,8 @@ public sealed class VmHost
             spec = GuestConfigLoader.FromSnapshot(state, $"migration from {hello.SourceId}", sets);
         }
         catch (ConfigException e) { throw new ProblemException(422, "Migration refused", e.Message); }
-        var restore = new VmRestore(state, (index, _, bytes) => staging.RegionBytes(index).CopyTo(bytes));
-        var vm = Admit(id, spec, restore, hello.ConsoleOffset);
+        var restore = new VmRestore(state, (index, _, bytes) => load(index, bytes));
+        var vm = Admit(id, spec, restore, consoleOffset);
         // Only a VM that runs here may end the source: wait until its devices took their state and its vCPUs run
         // (the staged memory is copied in its set-up before that), or until it ended trying.
         var started = vm.Actor.Ask<VmStarted>(new AwaitVmStarted(), Settings.RequestTimeout, ct);

@@ -26,6 +26,8 @@ public sealed class MigrationReceiver(VmHost host)
         if (regions.Any(r => r.Size > int.MaxValue)) throw new ProblemException(422, "Migration refused", "a memory region over 2 GiB");
         host.CheckCapacity(hello.Vcpus, regions.Where(r => !r.ReadOnly).Aggregate(0UL, (a, r) => a + r.Size));
         GuestMemory staging;
+        // Pages that came with bytes: only those are copied into the VM (the rest is zero there as here).
+        var received = regions.Select(r => new ulong[(r.Size / GuestMemory.PageSize + 63) / 64]).ToArray();
         try { staging = GuestMemory.Create(null, regions); }
         catch (KvmActorsException e) { throw new ProblemException(422, "Migration refused", e.Message); }
         try
@@ -37,14 +39,16 @@ public sealed class MigrationReceiver(VmHost host)
                 switch (frame.Kind)
                 {
                     case MigrationWire.Pages or MigrationWire.Zero:
-                        Apply(staging, regions, frame.Kind, frame.Payload);
+                        Apply(staging, regions, received, frame.Kind, frame.Payload);
                         break;
                     case MigrationWire.State:
                         state = Json<SnapshotState>(frame.Payload, "State");
                         break;
                     case MigrationWire.End:
                         if (state is null) throw Bad("End before the State frame");
-                        return await host.AdmitMigratedAsync(hello, state, staging, ct);
+                        if (frame.Payload.Length != 8) throw Bad("an End frame without the console offset");
+                        var consoleOffset = BinaryPrimitives.ReadInt64LittleEndian(frame.Payload);
+                        return await host.AdmitMigratedAsync(hello, state, (index, bytes) => CopyReceived(staging, received[index], index, bytes), consoleOffset, ct);
                     default:
                         throw Bad($"unknown frame kind {frame.Kind}");
                 }
@@ -60,7 +64,22 @@ public sealed class MigrationReceiver(VmHost host)
         }
     }
 
-    private static void Apply(GuestMemory staging, List<MemoryRegionSpec> regions, byte kind, byte[] payload)
+    /// <summary>Copy the pages that arrived with bytes into the VM's region (its other pages are zero already).</summary>
+    private static void CopyReceived(GuestMemory staging, ulong[] received, int index, Span<byte> into)
+    {
+        var from = staging.RegionBytes(index);
+        var page = (int)GuestMemory.PageSize;
+        var pages = into.Length / page;
+        for (var p = 0; p < pages;)
+        {
+            if ((received[p >> 6] & (1UL << (p & 63))) == 0) { p++; continue; }
+            var first = p;
+            while (p < pages && (received[p >> 6] & (1UL << (p & 63))) != 0) p++;
+            from.Slice(first * page, (p - first) * page).CopyTo(into.Slice(first * page));
+        }
+    }
+
+    private static void Apply(GuestMemory staging, List<MemoryRegionSpec> regions, ulong[][] received, byte kind, byte[] payload)
     {
         if (payload.Length < MigrationWire.PageHeader) throw Bad("a page frame shorter than its header");
         var region = BinaryPrimitives.ReadUInt32LittleEndian(payload);
@@ -72,14 +91,17 @@ public sealed class MigrationReceiver(VmHost host)
             throw Bad($"pages {firstPage}+{count} outside region '{regions[(int)region].Name}' ({pages} pages)");
         var length = (int)(count * GuestMemory.PageSize);
         var into = staging.RegionBytes((int)region).Slice((int)(firstPage * GuestMemory.PageSize), length);
+        var bits = received[region];
         if (kind == MigrationWire.Zero)
         {
             if (payload.Length != MigrationWire.PageHeader) throw Bad("a zero-page frame with bytes");
             into.Clear();
+            for (var p = firstPage; p < firstPage + count; p++) bits[p >> 6] &= ~(1UL << (int)(p & 63));
             return;
         }
         if (payload.Length != MigrationWire.PageHeader + length) throw Bad($"a page frame of {payload.Length} bytes for {count} page(s)");
         payload.AsSpan(MigrationWire.PageHeader).CopyTo(into);
+        for (var p = firstPage; p < firstPage + count; p++) bits[p >> 6] |= 1UL << (int)(p & 63);
     }
 
     private static T Json<T>(byte[] payload, string what)

@@ -42,7 +42,7 @@ public sealed class MigrationSender(HostedVm vm, string target, HostSettings set
         {
             post = http.PostAsync("migrations/incoming", content, cancel.Token);
             await MigrationWire.WriteJson(pipe.Writer, MigrationWire.Hello, new MigrationHello(SnapshotState.FormatName, SnapshotState.CurrentFormatVersion,
-                vm.Name, vm.Id, hello.Guest, hello.Memory, hello.Irqchip, hello.Vcpus, vm.Console.Total), cancel.Token);
+                vm.Name, vm.Id, hello.Guest, hello.Memory, hello.Irqchip, hello.Vcpus), cancel.Token);
 
             // Pre-copy while the guest runs: round 0 is every page, each later round what the guest dirtied meanwhile,
             // until a round is small enough to send with the guest paused, or the rounds run out.
@@ -68,7 +68,10 @@ public sealed class MigrationSender(HostedVm vm, string target, HostSettings set
             bytesSent += lastBytes;
             pagesSent += lastPages;
             await MigrationWire.WriteJson(pipe.Writer, MigrationWire.State, state.State, cancel.Token);
-            await MigrationWire.WriteFrame(pipe.Writer, MigrationWire.End, ReadOnlyMemory<byte>.Empty, cancel.Token);
+            // The guest is paused and its devices have handed over their state: the console has all it will get here.
+            var consoleOffset = new byte[8];
+            System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(consoleOffset, vm.Console.Total);
+            await MigrationWire.WriteFrame(pipe.Writer, MigrationWire.End, consoleOffset, cancel.Token);
             await pipe.Writer.CompleteAsync();
 
             using var response = await post.WaitAsync(timeout + TimeSpan.FromSeconds(30), cancel.Token);

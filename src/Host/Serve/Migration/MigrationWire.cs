@@ -9,8 +9,9 @@ namespace KvmActors.Host.Serve.Migration;
 /// The live-migration stream, the body of <c>POST /migrations/incoming</c> on the target: frames of
 /// <c>kind (1 byte) | length (u32 LE) | payload</c>, in this order: one Hello (JSON <see cref="MigrationHello"/>),
 /// any number of Pages (<c>region u32 | first page u64 | count u32 | count x 4096 bytes</c>) and Zero (the same
-/// header, no bytes: those pages are all zero), one State (JSON <see cref="SnapshotState"/>), one End. A later
-/// frame for a page overwrites an earlier one: pre-copy sends a page again each round the guest dirtied it.
+/// header, no bytes: those pages are all zero), one State (JSON <see cref="SnapshotState"/>), one End (u64 LE: the
+/// console offset the target's console goes on from, taken with the guest paused). A later frame for a page
+/// overwrites an earlier one: pre-copy sends a page again each round the guest dirtied it.
 /// </summary>
 public static class MigrationWire
 {
@@ -75,6 +76,6 @@ public static class MigrationWire
 /// <summary>What the target needs before any page: the machine's shape (to check its limits and stage memory) and the guest.</summary>
 public sealed record MigrationHello(
     string Format, int FormatVersion, string VmName, string SourceId, SnapshotGuest Guest, IReadOnlyList<SnapshotRegion> Memory,
-    bool Irqchip, int Vcpus, long ConsoleOffset);
+    bool Irqchip, int Vcpus);
 
 public sealed class MigrationProtocolException(string message) : Exception(message);
