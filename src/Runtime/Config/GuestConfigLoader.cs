@@ -43,7 +43,10 @@ public static class GuestConfigLoader
 
     /// <param name="source">Where the state came from, named in errors (the state file, or the migration's source).</param>
     public static GuestSpec FromSnapshot(Snapshot.SnapshotState state, string source, IEnumerable<string>? overrides = null) =>
-        FromText(state.Guest.Config, source, state.Guest.BaseDirectory, overrides, restoring: true);
+        // A gdb stub the saved VM had (--gdb) is not brought back: its address may be taken, and a restored VM
+        // waiting for a debugger that nobody starts would never run on.
+        FromText(state.Guest.Config, source, state.Guest.BaseDirectory, ["guest.gdb.listen = \"\"", "guest.gdb.wait = false", .. overrides ?? []],
+            restoring: true);
 
     /// <summary>
     /// A restored guest's console where its new host has another one: each device option <c>sink</c> or <c>input</c>

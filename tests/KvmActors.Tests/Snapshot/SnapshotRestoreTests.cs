@@ -104,3 +104,55 @@ public sealed class SnapshotRestoreTests(ITestOutputHelper output) : KvmTestKit(
         Assert.Contains(loaded.State.Devices, d => d.Name == "com1" && d.Restore == "saved-state");
     }
 }
+
+/// <summary>A snapshot whose vCPUs were given a CPUID feature this host's KVM cannot offer is refused before it runs.</summary>
+public sealed class SnapshotCpuidTests(ITestOutputHelper output) : KvmTestKit(output), IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("kvmactors-snap-cpuid-").FullName;
+
+    public new void Dispose()
+    {
+        try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
+        base.Dispose();
+    }
+
+    [KvmFact]
+    public void A_snapshot_needing_a_cpu_feature_the_host_lacks_is_refused_naming_it()
+    {
+        var sink = SinkName();
+        var (vm, owner) = Start(Guest(RealModeGuest(Guests.PrintText("cpuid\n", 3000), sink)));
+        AwaitCondition(() => SinkText(sink).Length > 60, TimeSpan.FromSeconds(20));
+        var dir = Path.Combine(_dir, "s");
+        vm.Tell(new SnapshotVm(dir, Resume: false), TestActor);
+        ExpectMsg<VmSnapshotted>(TimeSpan.FromSeconds(20));
+        vm.Tell(new StopVm("test"));
+        owner.ExpectMsg<VmEnded>(TimeSpan.FromSeconds(10));
+
+        // Leaf 1 ECX: a feature bit KVM_GET_SUPPORTED_CPUID does not offer here (OSXSAVE, bit 27, is the guest's own).
+        using var kvm = KvmActors.Runtime.Kvm.KvmSystem.Open("/dev/kvm");
+        var supported = kvm.GetSupportedCpuid().First(e => e.Function == 1).Ecx;
+        var bit = Enumerable.Range(0, 31).First(b => b != 27 && (supported & (1u << b)) == 0);
+        var loaded = SnapshotFiles.Load(dir);
+        var vcpu = loaded.State.Vcpus[0];
+        var cpuid = (byte[])vcpu.State.Cpuid.Clone();
+        var entries = BitConverter.ToInt32(cpuid, 0);
+        for (var i = 0; i < entries; i++)
+        {
+            var at = 8 + i * 40;
+            if (BitConverter.ToUInt32(cpuid, at) != 1) continue;
+            var ecx = BitConverter.ToUInt32(cpuid, at + 20) | (1u << bit);
+            BitConverter.GetBytes(ecx).CopyTo(cpuid, at + 20);
+        }
+        var state = loaded.State with { Vcpus = [vcpu with { State = vcpu.State with { Cpuid = cpuid } }] };
+        var restore = new VmRestore(state, (index, _, bytes) => SnapshotFiles.LoadRegion(loaded, index, bytes));
+        var spec = GuestConfigLoader.FromSnapshot(loaded);
+        var probe = CreateTestProbe();
+        Sys.ActorOf(VmActor.Props(spec, probe.Ref, Settings, restore));
+        var ended = probe.ExpectMsg<VmEnded>(TimeSpan.FromSeconds(20));
+        Assert.Equal(VmEndReason.Fault, ended.Reason);
+        Assert.Equal(2, ended.ExitStatus);
+        Assert.Contains("cannot run the snapshot's vCPU 0", ended.Detail);
+        Assert.Contains("leaf 0x1", ended.Detail);
+        Assert.Empty(ended.Vcpus); // refused before any vCPU was created
+    }
+}

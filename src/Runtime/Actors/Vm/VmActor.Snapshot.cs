@@ -51,6 +51,8 @@ public sealed partial class VmActor
         if (_migration is not null && !forMigration) return "the VM is being migrated";
         if (_machine is null || !DevicesStarted || _vcpuActors.Count < _spec.Machine.VcpuCount) return "the VM is still starting";
         if (_spec.SourceConfig.Length == 0) return "this VM was not built from a config, so its state could not rebuild it";
+        if (_machine.Memory.Regions.FirstOrDefault(r => r.Size > int.MaxValue) is { } large)
+            return $"memory region '{large.Name}' is larger than 2 GiB, which snapshots and migration do not handle yet";
         return null;
     }
 
