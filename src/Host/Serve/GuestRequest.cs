@@ -107,6 +107,21 @@ public static class GuestPreparation
         return null;
     }
 
+    /// <summary>
+    /// A saved guest's config (from a snapshot or a migration) is input like a posted one: its file paths must stay
+    /// inside the guest directory, which its relative paths then resolve against; a problem is a 422.
+    /// </summary>
+    public static void CheckSavedPaths(string configJson, string guestDir)
+    {
+        var root = RealPath(guestDir) ?? Path.GetFullPath(guestDir);
+        Akka.Configuration.Config parsed;
+        try { parsed = ConfigurationFactory.ParseString(configJson); }
+        catch (Exception e) { throw new ProblemException(422, "Saved guest refused", $"its config cannot be read: {e.Message.Split('\n')[0]}"); }
+        if (!parsed.HasPath("guest")) return;
+        try { CheckPaths(parsed.GetConfig("guest").Root, "guest", root); }
+        catch (ProblemException p) { throw new ProblemException(422, "Saved guest refused", p.Message, p.Extensions); }
+    }
+
     private static void CheckPaths(HoconValue value, string key, string root)
     {
         if (value.IsObject())

@@ -127,7 +127,10 @@ public sealed class VmHost
         var full = SnapshotPath(path, "restore");
         try
         {
-            var snapshot = SnapshotFiles.Load(full);
+            var loaded = SnapshotFiles.Load(full);
+            // Untrusted like a posted guest: its file paths stay inside the guest directory and resolve there.
+            GuestPreparation.CheckSavedPaths(loaded.State.Guest.Config, GuestDir);
+            var snapshot = loaded with { State = loaded.State with { Guest = loaded.State.Guest with { BaseDirectory = GuestDir } } };
             var attached = $"{AttachedIo.Prefix}{id}";
             var sets = GuestConfigLoader.ConsoleRemap(snapshot.State.Guest.Config, (option, value) =>
                 value.StartsWith(AttachedIo.Prefix, StringComparison.Ordinal) || option == "sink" && value is "stdout" or "stderr" ? attached : null).ToList();
@@ -222,6 +225,8 @@ public sealed class VmHost
         if (_shuttingDown) throw new ProblemException(503, "Shutting down", "the host is stopping its VMs");
         var id = NewId();
         GuestSpec spec;
+        GuestPreparation.CheckSavedPaths(state.Guest.Config, GuestDir);
+        state = state with { Guest = state.Guest with { BaseDirectory = GuestDir } };
         try
         {
             var attached = $"{AttachedIo.Prefix}{id}";
