@@ -89,7 +89,7 @@ public static class ServeApi
                 return Results.Problem(statusCode: 400, title: "Bad request", detail: "the JSON body needs \"path\": a new directory inside the snapshot directory");
             try
             {
-                var (status, answer) = await host.SnapshotAsync(vm, path, body.Resume ?? true, c.RequestAborted);
+                var (status, answer, consoleOffset) = await host.SnapshotAsync(vm, path, body.Resume ?? true, c.RequestAborted);
                 return answer switch
                 {
                     VmSnapshotted done => Results.Json(new JsonObject
@@ -98,6 +98,7 @@ public static class ServeApi
                         ["memoryBytes"] = done.Stats.MemoryBytes, ["dataBytes"] = done.Stats.DiskBytes, ["stateBytes"] = done.Stats.StateBytes,
                         ["pauseMs"] = Math.Round(done.Stats.PauseTime.TotalMilliseconds, 1), ["writeMs"] = Math.Round(done.Stats.WriteTime.TotalMilliseconds, 1),
                         ["totalMs"] = Math.Round(done.Elapsed.TotalMilliseconds, 1),
+                        ["consoleOffset"] = consoleOffset,
                         ["freshDevices"] = new JsonArray(done.FreshDevices.Select(d => (JsonNode)d).ToArray()),
                     }),
                     VmSnapshotFailed failed => Results.Problem(statusCode: status, title: "Snapshot failed", detail: failed.Reason),

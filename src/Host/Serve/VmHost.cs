@@ -171,29 +171,51 @@ public sealed class VmHost
         finally { vm.Control.Release(); }
     }
 
-    /// <summary>Save a running or paused VM into <paramref name="path"/> (inside the snapshot directory).</summary>
-    public async Task<(int Status, object Answer)> SnapshotAsync(HostedVm vm, string path, bool resume, CancellationToken ct)
+    /// <summary>
+    /// Save a running or paused VM into <paramref name="path"/> (inside the snapshot directory). The answer's console
+    /// offset is where the snapshot's output goes on: a restored VM's first byte is the source console's byte there.
+    /// </summary>
+    public async Task<(int Status, object Answer, long ConsoleOffset)> SnapshotAsync(HostedVm vm, string path, bool resume, CancellationToken ct)
     {
         var full = SnapshotPath(path, "path");
         await vm.Control.WaitAsync(ct);
         try
         {
-            if (vm.State == VmStates.Ended) return (409, new VmSnapshotFailed(vm.Name, $"VM {vm.Id} has ended"));
-            var ask = vm.Actor.Ask<object>(new SnapshotVm(full, resume), Settings.RequestTimeout + TimeSpan.FromSeconds(30), ct);
+            if (vm.State == VmStates.Ended) return (409, new VmSnapshotFailed(vm.Name, $"VM {vm.Id} has ended"), vm.Console.Total);
+            // The VM resumes before it answers when told to, so the console would have moved on by then: it is asked
+            // to stay paused, the console's total read, and then resumed here (unless a pause request holds it).
+            var resumeHere = resume && vm.State != VmStates.Paused;
+            var ask = vm.Actor.Ask<object>(new SnapshotVm(full, resume && !resumeHere), Settings.RequestTimeout + TimeSpan.FromSeconds(30), ct);
             var first = await Task.WhenAny(ask, vm.Finished.Task);
-            if (first != ask) return (409, new VmSnapshotFailed(vm.Name, $"VM {vm.Id} ended during the snapshot"));
+            if (first != ask) return (409, new VmSnapshotFailed(vm.Name, $"VM {vm.Id} ended during the snapshot"), vm.Console.Total);
             object answer;
             try { answer = await ask; }
-            catch (Exception e) when (e is AskTimeoutException or TaskCanceledException) { return (504, new VmSnapshotFailed(vm.Name, "the VM did not answer the snapshot in time")); }
+            catch (Exception e) when (e is AskTimeoutException or TaskCanceledException)
+            {
+                return (504, new VmSnapshotFailed(vm.Name, "the VM did not answer the snapshot in time"), vm.Console.Total);
+            }
+            var offset = vm.Console.Total;
             if (answer is VmSnapshotted done)
             {
-                if (!resume && vm.State != VmStates.Ended) vm.State = VmStates.Paused;
+                if (resumeHere) await ResumeAfterSnapshotAsync(vm);
+                else if (!resume && vm.State != VmStates.Ended) vm.State = VmStates.Paused;
                 Log.ForContext("VmId", vm.Id).Information("VM {VmId} snapshotted to {Path} in {Ms:F1} ms", vm.Id, done.Directory, done.Elapsed.TotalMilliseconds);
-                return (200, done);
+                return (200, done, offset);
             }
-            return (409, answer);
+            return (409, answer, offset);
         }
         finally { vm.Control.Release(); }
+    }
+
+    private async Task ResumeAfterSnapshotAsync(HostedVm vm)
+    {
+        var ask = vm.Actor.Ask<VmResumed>(new ResumeVm(), Settings.RequestTimeout);
+        if (await Task.WhenAny(ask, vm.Finished.Task) == ask && ask.IsCompletedSuccessfully) return;
+        if (vm.State != VmStates.Ended)
+        {
+            vm.State = VmStates.Paused;
+            Log.ForContext("VmId", vm.Id).Warning("VM {VmId} did not answer the resume after its snapshot: it stays paused", vm.Id);
+        }
     }
 
     /// <summary>Whether a VM of this size fits within the host's limits now (a migration asks before its first page).</summary>

@@ -97,7 +97,7 @@ public sealed class MigrationSender(HostedVm vm, string target, HostSettings set
             cancel.Cancel();
             await pipe.Writer.CompleteAsync(e);
             if (post is not null) { try { (await post).Dispose(); } catch (Exception) { /* the failure is already the reason */ } }
-            var reason = e is MigrationFailed ? e.Message : $"the target {target} cannot be reached or broke off: {e.GetBaseException().Message}";
+            var reason = e is MigrationFailed ? e.Message : Unreachable(e);
             vm.Actor.Tell(new EndMigration(false, reason));
             log.Warning("VM {VmId} migration to {Target} failed; the VM runs on here: {Reason}", vm.Id, target, reason);
             return new Outcome(502, new JsonObject { ["title"] = "Migration failed", ["detail"] = reason, ["status"] = 502 });
@@ -124,15 +124,17 @@ public sealed class MigrationSender(HostedVm vm, string target, HostSettings set
         }
     }
 
-    private static async Task<string> EarlyAnswer(Task<HttpResponseMessage> post)
+    private async Task<string> EarlyAnswer(Task<HttpResponseMessage> post)
     {
         try
         {
             using var r = await post;
             return $"the target answered before the end of the stream: {(int)r.StatusCode} {await r.Content.ReadAsStringAsync()}";
         }
-        catch (Exception e) { return $"the target broke off: {e.GetBaseException().Message}"; }
+        catch (Exception e) { return Unreachable(e); }
     }
+
+    private string Unreachable(Exception e) => $"the target {target} cannot be reached or broke off: {e.GetBaseException().Message}";
 
     private async Task<object> Ask(object message, TimeSpan timeout)
     {

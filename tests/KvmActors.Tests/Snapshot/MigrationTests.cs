@@ -1,0 +1,69 @@
+using KvmActors.Tests.Serve;
+using KvmActors.Tests.Support;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace KvmActors.Tests.Snapshot;
+
+/// <summary>Live migration of the 64 MiB counter between two real <c>kvmactors serve</c> processes on Unix sockets.</summary>
+[Collection(CounterProcessesCollection.Name)]
+public sealed class MigrationTests(ITestOutputHelper output)
+{
+    private const int Lines = 40, MigrateAfter = 5;
+
+    [KvmFact]
+    public async Task A_running_64_MiB_guest_migrated_mid_run_ends_on_the_target_with_the_whole_output_split_at_the_console_offset()
+    {
+        var (source, target) = await CounterServe.StartTwoAsync();
+        using var _ = source;
+        using var __ = target;
+        var id = await source.CreateCounterAsync([.. SnapshotGuests.Migration64MiB(Lines), $"guest.cpu.registers.rsi={CounterServe.SlowDelay}"]);
+        await source.WaitLinesAsync(id, MigrateAfter);
+
+        var (status, answer) = await source.MigrateAsync(id, $"unix:{target.Socket}");
+        Assert.True(status == 200, answer.ToJsonString());
+        output.WriteLine($"migration of the 64 MiB counter after {MigrateAfter}+ lines: {answer.ToJsonString()}");
+        var downtime = (double)answer["downtimeMs"]!;
+        var total = (double)answer["totalMs"]!;
+        Assert.InRange(downtime, 0.01, total);
+        Assert.InRange((int)answer["rounds"]!, 2, 31); // round 0, then at least the stop-and-copy round
+        Assert.InRange((long)answer["bytesSent"]!, 4096, 2L * (64L << 20));
+        var targetId = (string)answer["targetId"]!;
+
+        var gone = await source.WaitEndedAsync(id);
+        Assert.Equal("Migrated", (string)gone["end"]!["reason"]!);
+        Assert.Equal($"unix:{target.Socket}", (string)gone["migratedTo"]!["address"]!);
+        Assert.Equal(targetId, (string)gone["migratedTo"]!["id"]!);
+        var before = await source.ConsoleAsync(id);
+        Assert.DoesNotContain("done", before); // it moved mid-run
+
+        var ended = await target.WaitEndedAsync(targetId);
+        Assert.Equal(SnapshotGuests.DoneStatus, CounterServe.ExitStatus(ended));
+        var (first, after) = await target.ConsoleFromFirstAsync(targetId);
+        Assert.Equal(before.Length, first); // the target's console goes on from the source's offsets
+        Assert.Equal(SnapshotGuests.CounterOutput(Lines), before + after);
+        Assert.Equal("", source.Stdout + target.Stdout);
+    }
+
+    [KvmFact]
+    public async Task A_migration_to_an_unreachable_target_answers_502_and_the_guest_runs_on_to_its_end()
+    {
+        const int lines = 20;
+        using var source = ServeServer.Start();
+        var nowhere = Path.Combine(source.Dir, "nobody-listens.sock");
+        var id = await source.CreateCounterAsync([.. SnapshotGuests.Migration64MiB(lines), $"guest.cpu.registers.rsi={CounterServe.SlowDelay}"]);
+        await source.WaitLinesAsync(id, 3);
+
+        var (status, problem) = await source.MigrateAsync(id, $"unix:{nowhere}");
+        Assert.Equal(502, status);
+        output.WriteLine(problem.ToJsonString());
+        Assert.Contains("cannot be reached", (string)problem["detail"]!);
+        Assert.Contains(nowhere, (string)problem["detail"]!);
+        Assert.Equal("running", (string)(await source.GetVmAsync(id))["state"]!);
+
+        var ended = await source.WaitEndedAsync(id);
+        Assert.Equal(SnapshotGuests.DoneStatus, CounterServe.ExitStatus(ended));
+        Assert.Null(ended["migratedTo"]);
+        Assert.Equal(SnapshotGuests.CounterOutput(lines), await source.ConsoleAsync(id));
+    }
+}
