@@ -53,7 +53,7 @@ public sealed class FleetRuntime(FleetOptions options)
     public Task WriteAsync(LWWDictionaryKey<string, string> key, string entry, string value) =>
         Write(System, key, entry, value, Settings.ConsistencyTimeout);
 
-    internal static async Task Write(ActorSystem system, LWWDictionaryKey<string, string> key, string entry, string value, TimeSpan timeout)
+    public static async Task Write(ActorSystem system, LWWDictionaryKey<string, string> key, string entry, string value, TimeSpan timeout)
     {
         var self = Cluster.Get(system).SelfUniqueAddress;
         var replicator = DistributedData.Get(system).Replicator;

@@ -6,6 +6,7 @@ using Akka.Hosting;
 using Akka.Remote.Hosting;
 using KvmActors.Host.Serve;
 using Microsoft.Extensions.DependencyInjection;
+using Serilog;
 
 namespace KvmActors.Host.Fleet;
 
@@ -34,7 +35,12 @@ public static class FleetSetup
                 SplitBrainResolver = new KeepMajorityOption(),
             })
             // Passivation off: stopping an idle entity would not stop its VM, but losing the entity loses its routing.
-            .AddHocon("akka.cluster.sharding.passivate-idle-entity-after = off", HoconAddMode.Prepend)
+            // Remoting logs its last lines after the loggers stopped, through the minimal logger, whatever
+            // stdout-loglevel says: that logger writes to stderr here, since stdout carries guest bytes only.
+            .AddHocon($$"""
+                akka.cluster.sharding.passivate-idle-entity-after = off
+                akka.stdout-logger-class = "{{typeof(StderrMinimalLogger).AssemblyQualifiedName}}"
+                """, HoconAddMode.Prepend)
             .WithActors((system, registry) =>
             {
                 var settings = FleetSettings.From(system.Settings.Config);
@@ -48,6 +54,16 @@ public static class FleetSetup
                         extractor, new FleetAllocationStrategy(system, settings.ConsistencyTimeout), PoisonPill.Instance)
                     : sharding.StartProxy(TypeName, FleetOptions.KvmHostRole, extractor);
                 services.GetRequiredService<FleetRuntime>().Attach(system, region, settings);
+                var c = system.Settings.Config;
+                Log.Information("kvmactors serve: fleet node {Address} ({Role}) joining through {Seeds}; downing: {Provider}, {Strategy}",
+                    options.Address, options.Role, string.Join(", ", options.Seeds), c.GetString("akka.cluster.downing-provider-class"),
+                    c.GetString("akka.cluster.split-brain-resolver.active-strategy"));
             });
     }
+}
+
+/// <summary>Akka's last-resort logger (akka.stdout-logger-class), on stderr.</summary>
+public sealed class StderrMinimalLogger : Akka.Event.MinimalLogger
+{
+    protected override void Log(object message) => Console.Error.WriteLine(message);
 }
