@@ -10,37 +10,51 @@ using Xunit.Abstractions;
 namespace KvmActors.Tests.Fleet;
 
 /// <summary>
-/// Three real <c>kvmactors serve --cluster</c> processes on loopback ports, each with 2 vCPUs of capacity
-/// (host.max-vcpus-total = 2), their APIs on Unix sockets; driven through the HTTP API.
+/// Three real <c>kvmactors serve --cluster</c> kvm-host processes on loopback ports, each with 2 vCPUs of capacity
+/// (host.max-vcpus-total = 2), and an API-only node (--role api), their APIs on Unix sockets; driven through the HTTP API.
 /// </summary>
 public sealed class FleetProcessTests(ITestOutputHelper output)
 {
     [KvmFact]
     public async Task Three_nodes_form_a_cluster_place_vms_by_capacity_and_answer_for_every_vm_from_any_node()
     {
-        var ports = FreePorts(3);
+        var ports = FreePorts(4);
         var seed = $"127.0.0.1:{ports[0]}";
         var clock = Stopwatch.StartNew();
-        var nodes = await Task.WhenAll(ports.Select(p => Task.Run(() => ServeServer.Start(
-            dir => File.WriteAllText(Path.Combine(dir, "host.conf"), "host { max-vcpus-total = 2 }"),
-            "--config", "{dir}/host.conf", "--cluster", $"127.0.0.1:{p}", "--seed", seed))));
+        ServeServer Start(int i) => ServeServer.Start(dir => File.WriteAllText(Path.Combine(dir, "host.conf"), "host { max-vcpus-total = 2 }"),
+            ["--config", "{dir}/host.conf", "--cluster", $"127.0.0.1:{ports[i]}", "--seed", seed, .. i == 3 ? new[] { "--role", "api" } : []]);
+        // The seed first (its API answers once its remoting listens), so that the others' first join attempt reaches it:
+        // a refused connection closes the gate to an address for akka.remote.retry-gate-closed-for (5 s).
+        var first = Start(0);
+        ServeServer[] all4 = [first, .. await Task.WhenAll(Enumerable.Range(1, 3).Select(i => Task.Run(() => Start(i))))];
+        var nodes = all4[..3];
+        var api = all4[3];
         int[] exits = [];
         try
         {
-            var addresses = ports.Select(p => $"akka.tcp://kvmactors@127.0.0.1:{p}").ToArray();
-            // Formed: every node sees three Up members, each with its capacity published.
-            foreach (var n in nodes)
+            var everyAddress = ports.Select(p => $"akka.tcp://kvmactors@127.0.0.1:{p}").ToArray();
+            var addresses = everyAddress[..3];
+            // Formed: every node sees four Up members, the kvm-host ones with their capacity published.
+            foreach (var n in all4)
                 await Until(async () =>
                 {
                     var members = await Json<JsonArray>(n, "nodes");
-                    return members.Count == 3 && members.All(m => (string)m!["status"]! == "Up" && (bool)m["reachable"]! && m["freeVcpus"] is not null);
-                }, TimeSpan.FromSeconds(45), "three Up members with their capacity");
-            output.WriteLine($"cluster formed (3 Up members with capacity on every node) {clock.ElapsedMilliseconds} ms after the start of the processes");
-            var listed = await Json<JsonArray>(nodes[1], "nodes");
-            Assert.Equal(addresses.Order(StringComparer.Ordinal), listed.Select(m => (string)m!["address"]!));
-            Assert.All(listed, m => Assert.Equal(["kvm-host"], m!["roles"]!.AsArray().Select(r => (string)r!)));
-            Assert.All(listed, m => Assert.Equal(2, (int)m!["maxVcpus"]!));
-            foreach (var n in nodes) Assert.Matches(@"downing: Akka\.Cluster\.SBR\.SplitBrainResolverProvider, .*keep-majority", n.Stderr);
+                    return members.Count == 4 && members.All(m => (string)m!["status"]! == "Up" && (bool)m["reachable"]!)
+                        && members.Count(m => m!["freeVcpus"] is not null) == 3;
+                }, TimeSpan.FromSeconds(45), "four Up members, three with their capacity");
+            output.WriteLine($"cluster formed (4 Up members, 3 with capacity, on every node) {clock.ElapsedMilliseconds} ms after the start of the processes");
+            var listed = await Json<JsonArray>(api, "nodes");
+            Assert.Equal(everyAddress.Order(StringComparer.Ordinal), listed.Select(m => (string)m!["address"]!));
+            var byAddress = listed.ToDictionary(m => (string)m!["address"]!, m => m!);
+            foreach (var a in addresses)
+            {
+                Assert.Equal(["kvm-host"], byAddress[a]["roles"]!.AsArray().Select(r => (string)r!));
+                Assert.Equal(2, (int)byAddress[a]["maxVcpus"]!);
+            }
+            Assert.Equal(["api"], byAddress[everyAddress[3]]["roles"]!.AsArray().Select(r => (string)r!));
+            Assert.Null(byAddress[everyAddress[3]]["freeVcpus"]); // runs no VMs
+            Assert.True((bool)byAddress[everyAddress[3]]["self"]!);
+            foreach (var n in all4) Assert.Matches(@"downing: Akka\.Cluster\.SBR\.SplitBrainResolverProvider, .*keep-majority", n.Stderr);
 
             // A guest that prints and halts, created through node 0: its console and record come from any node.
             var printer = await nodes[0].CreateAsync(ServeGuests.Printing("hello from the fleet\n"), "printer");
@@ -50,6 +64,7 @@ public sealed class FleetProcessTests(ITestOutputHelper output)
             var other = nodes[(printerNode + 1) % 3];
             await Until(async () => (string)(await other.GetVmAsync(printerId))["state"]! == "ended", TimeSpan.FromSeconds(20), "the printer ended");
             Assert.Equal("hello from the fleet\n", await other.ConsoleAsync(printerId));
+            Assert.Equal("hello from the fleet\n", await api.ConsoleAsync(printerId));
             using (var r = await other.Http.GetAsync($"vms/{printerId}/console?offset=6"))
             {
                 Assert.Equal("from the fleet\n", await r.Content.ReadAsStringAsync());
@@ -76,7 +91,7 @@ public sealed class FleetProcessTests(ITestOutputHelper output)
             }
 
             // The whole fleet from any node, each VM with its node.
-            foreach (var n in nodes)
+            foreach (var n in all4)
             {
                 var all = await Json<JsonArray>(n, "vms");
                 foreach (var (id, node) in spins)
@@ -100,8 +115,8 @@ public sealed class FleetProcessTests(ITestOutputHelper output)
                 Assert.Equal("StoppedOnRequest", (string)stopped["end"]!["reason"]!);
             }
             Assert.Equal("ended", (string)(await nodes[owner].GetVmAsync(target))["state"]!);
-            // Its vCPU is free again: the next create goes to the owner, the only node with room.
-            var again = await nodes[1].CreateAsync(ServeGuests.Spin, "again");
+            // Its vCPU is free again: the next create (here through the API-only node) goes to the owner, the only node with room.
+            var again = await api.CreateAsync(ServeGuests.Spin, "again");
             Assert.Equal(addresses[owner], (string)again["node"]!);
 
             // An id the fleet never placed is not found (and starts no entity).
@@ -111,13 +126,13 @@ public sealed class FleetProcessTests(ITestOutputHelper output)
         finally
         {
             // In parallel: each node leaves the cluster on SIGTERM, stopping its VMs.
-            exits = await Task.WhenAll(nodes.Select(n => Task.Run(() => n.Terminate())));
+            exits = await Task.WhenAll(all4.Select(n => Task.Run(() => n.Terminate())));
             output.WriteLine($"all stopped {clock.ElapsedMilliseconds} ms after the start");
-            foreach (var n in nodes) n.Dispose();
+            foreach (var n in all4) n.Dispose();
         }
-        Assert.Equal([0, 0, 0], exits);
+        Assert.Equal([0, 0, 0, 0], exits);
         // Nothing but guest bytes on stdout, also while leaving the cluster.
-        Assert.All(nodes, n => Assert.Equal("", n.Stdout));
+        Assert.All(all4, n => Assert.Equal("", n.Stdout));
     }
 
     private static async Task<T> Json<T>(ServeServer s, string path) where T : JsonNode =>
