@@ -24,6 +24,7 @@ public static class ServeApi
     public static void Map(WebApplication app)
     {
         VmHost Host(HttpContext c) => c.RequestServices.GetRequiredService<VmHost>();
+        Fleet.FleetApi.Map(app); // serve --cluster only: the fleet's endpoints (Fleet/FleetApi.cs)
 
         app.MapGet("/healthz", (HttpContext c) =>
         {
@@ -231,7 +232,7 @@ public static class ServeApi
         });
     }
 
-    private static async Task<GuestRequest> ReadCreate(HttpRequest r)
+    internal static async Task<GuestRequest> ReadCreate(HttpRequest r)
     {
         var type = r.ContentType ?? "";
         using var reader = new StreamReader(r.Body, Encoding.UTF8);
@@ -281,7 +282,7 @@ public static class ServeApi
     }
 
     /// <summary>A running VM's live exit counts (null once it has ended, or if it does not answer within a second).</summary>
-    private static async Task<VmStatus?> LiveStatus(HostedVm vm)
+    internal static async Task<VmStatus?> LiveStatus(HostedVm vm)
     {
         if (vm.Ended is not null || vm.Actor.IsNobody()) return null;
         try { return await vm.Actor.Ask<VmStatus>(new GetVmStatus(), TimeSpan.FromSeconds(1)); }

@@ -43,7 +43,12 @@ public static class ServeCommand
         var snapshotDir = new Option<string?>("--snapshot-dir") { Description = "folder that snapshot paths of the API (snapshot, restore) are relative to and may not leave (default: GUEST-DIR/snapshots)" };
         var logLevel = new Option<string>("--log-level") { Description = "verbose, debug, info (default), warning, error", DefaultValueFactory = _ => "info" };
         logLevel.AcceptOnlyFromAmong("verbose", "debug", "info", "warning", "error");
-        var command = new Command("serve", "Run a VM host with an HTTP API") { socket, listen, allowRemote, config, guestDir, reportDir, snapshotDir, logLevel, new System.CommandLine.Help.HelpOption() };
+        // The fleet (Fleet/): a cluster node; without --cluster serve is a single host.
+        var cluster = new Option<string?>("--cluster") { Description = "join a fleet: this node's cluster address HOST:PORT (loopback unless --allow-remote)" };
+        var seed = new Option<string[]>("--seed") { Description = "with --cluster: a seed node's HOST:PORT (repeatable; default: this node founds the cluster)", Arity = ArgumentArity.ZeroOrMore };
+        var role = new Option<string?>("--role") { Description = "with --cluster: kvm-host (default: runs VMs) or api (API only, no /dev/kvm needed)" };
+        role.AcceptOnlyFromAmong(Fleet.FleetOptions.KvmHostRole, Fleet.FleetOptions.ApiRole);
+        var command = new Command("serve", "Run a VM host with an HTTP API") { socket, listen, allowRemote, config, guestDir, reportDir, snapshotDir, logLevel, cluster, seed, role, new System.CommandLine.Help.HelpOption() };
         var parsed = command.Parse(args);
         if (parsed.Errors.Count > 0)
         {
@@ -71,6 +76,11 @@ public static class ServeCommand
             }
             tcp.Add((address, port));
         }
+        if (Fleet.FleetOptions.TryParse(parsed.GetValue(cluster), parsed.GetValue(seed) ?? [], parsed.GetValue(role), parsed.GetValue(allowRemote), out var fleet) is { } fleetError)
+        {
+            Console.Error.WriteLine($"kvmactors serve: {fleetError}");
+            return ExitCodes.Usage;
+        }
         var dir = Path.GetFullPath(parsed.GetValue(guestDir) ?? Environment.CurrentDirectory);
         if (!Directory.Exists(dir))
         {
@@ -88,7 +98,7 @@ public static class ServeCommand
             Console.Error.WriteLine($"kvmactors serve: config error: {e.Message}");
             return ExitCodes.Usage;
         }
-        return await Serve(options, settings);
+        return await Serve(options, settings, fleet);
     }
 
     public static bool TryParseListen(string text, out IPAddress address, out int port)
@@ -103,7 +113,7 @@ public static class ServeCommand
         return IPAddress.TryParse(host, out address!);
     }
 
-    private static async Task<int> Serve(Options options, HostSettings settings)
+    private static async Task<int> Serve(Options options, HostSettings settings, Fleet.FleetOptions? fleet)
     {
         Log.Logger = ServeLogging.CreateLogger(options.LogLevel);
         try
@@ -130,8 +140,10 @@ public static class ServeCommand
                   coordinated-shutdown.run-by-clr-shutdown-hook = off
                 }
                 """);
-            builder.Services.AddAkka("kvmactors", (akka, _) =>
+            if (fleet is not null) Fleet.FleetSetup.AddServices(builder.Services, fleet);
+            builder.Services.AddAkka(Fleet.FleetOptions.SystemName, (akka, sp) =>
             {
+                if (fleet is not null) Fleet.FleetSetup.AddToAkka(akka, fleet, sp);
                 akka.AddHocon(KvmActorsConfig.WithDefaults(settings.RuntimeConfig.IsEmpty ? akkaConfig : akkaConfig.WithFallback(settings.RuntimeConfig)), HoconAddMode.Prepend);
                 akka.ConfigureLoggers(l =>
                 {

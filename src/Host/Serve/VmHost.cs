@@ -81,11 +81,12 @@ public sealed class VmHost
 
     public HostedVm? Find(string id) => _vms.TryGetValue(id, out var vm) ? vm : null;
 
-    public HostedVm Create(GuestRequest request)
+    /// <param name="id">The VM's id when the caller chose it (the fleet's sharded VMs); else a new one.</param>
+    public HostedVm Create(GuestRequest request, string? id = null)
     {
         try
         {
-            return CreateCore(request);
+            return CreateCore(request, id);
         }
         catch (ProblemException p)
         {
@@ -94,10 +95,11 @@ public sealed class VmHost
         }
     }
 
-    private HostedVm CreateCore(GuestRequest request)
+    private HostedVm CreateCore(GuestRequest request, string? chosenId)
     {
         if (_shuttingDown) throw new ProblemException(503, "Shutting down", "the host is stopping its VMs");
-        var id = NewId();
+        if (chosenId is not null && _vms.ContainsKey(chosenId)) throw new ProblemException(409, "VM exists", $"a VM with id '{chosenId}' exists already");
+        var id = chosenId ?? NewId();
         return Admit(id, GuestPreparation.Prepare(request, GuestDir, id), null);
     }
 
@@ -269,9 +271,21 @@ public sealed class VmHost
         throw new ProblemException(422, "Migration failed", $"the migrated VM could not run here: {vm.Ended?.Detail ?? "it did not start in time"}");
     }
 
+    /// <summary>The guest RAM a VM counts against host.max-memory-total: its read-write regions.</summary>
+    public static ulong RamOf(GuestSpec spec) => spec.Machine.Memory.Where(r => !r.ReadOnly).Aggregate(0UL, (a, r) => a + r.Size);
+
+    /// <summary>Raised after a VM took or gave back its share of the limits (the fleet publishes the free capacity).</summary>
+    public event Action? LiveChanged;
+
+    /// <summary>What the live VMs use now.</summary>
+    public (int Vms, int Vcpus, ulong Memory) Live
+    {
+        get { lock (_limitsGate) return (_liveVms, _liveVcpus, _liveMemory); }
+    }
+
     private HostedVm Admit(string id, GuestSpec spec, VmRestore? restore, long consoleOffset = 0)
     {
-        var memory = spec.Machine.Memory.Where(r => !r.ReadOnly).Aggregate(0UL, (a, r) => a + r.Size);
+        var memory = RamOf(spec);
         lock (_limitsGate)
         {
             CheckLimits(spec.Machine.VcpuCount, memory);
@@ -279,6 +293,7 @@ public sealed class VmHost
             _liveVcpus += spec.Machine.VcpuCount;
             _liveMemory += memory;
         }
+        LiveChanged?.Invoke();
 
         var vm = new HostedVm
         {
@@ -332,6 +347,7 @@ public sealed class VmHost
             _liveVcpus -= vm.Vcpus;
             _liveMemory -= vm.MemoryBytes;
         }
+        LiveChanged?.Invoke();
         Metrics.Ended(vm.Id, ended);
         var exits = ended.Vcpus.Sum(v => v.Exits);
         var restarts = ended.ActorFailures.Count(f => f.Restarted);

@@ -1,0 +1,97 @@
+using System.Text.Json.Nodes;
+using Akka.Actor;
+using Akka.Cluster;
+using Akka.Cluster.Sharding;
+using KvmActors.Host.Serve;
+using KvmActors.Runtime.Vm;
+
+namespace KvmActors.Host.Fleet;
+
+/// <summary>
+/// One VM of the fleet, a sharded entity (entity id = shard id = VM id) on the node the allocation strategy chose.
+/// Its first message creates the VM through this node's <see cref="VmHost"/> under the fleet's id; then it answers
+/// the API's calls for that VM from the local host, with the JSON the local API gives.
+/// </summary>
+public sealed class VmEntity : ReceiveActor
+{
+    private readonly VmHost _host;
+    private readonly string _id;
+
+    public static Props Props(Func<VmHost> host, string id) => Akka.Actor.Props.Create(() => new VmEntity(host(), id));
+
+    public VmEntity(VmHost host, string id)
+    {
+        _host = host;
+        _id = id;
+        Receive<CreateFleetVm>(Create);
+        // A call before any create: the VM is not here (its create was refused, or this node is not its owner any more).
+        Receive<FleetVmCall>(_ =>
+        {
+            Sender.Tell(NotHere());
+            Context.Parent.Tell(new Passivate(PoisonPill.Instance));
+        });
+    }
+
+    private void Create(CreateFleetVm create)
+    {
+        HostedVm vm;
+        try { vm = _host.Create(new GuestRequest(create.Config, create.Name, create.Sets), _id); }
+        catch (ProblemException p)
+        {
+            Sender.Tell(FleetAnswer.Problem(p));
+            Context.Parent.Tell(new Passivate(PoisonPill.Instance));
+            return;
+        }
+        Become(Running);
+        var answer = FleetAnswer.Json(201, new JsonObject
+        {
+            ["id"] = vm.Id, ["name"] = vm.Name, ["state"] = vm.State, ["node"] = Cluster.Get(Context.System).SelfAddress.ToString(),
+        });
+        // Answered once a majority has this node's new free capacity, so the next placement counts this VM.
+        Context.ActorSelection($"/user/{FleetNodeActor.Name}").Ask<CapacityPublished>(new PublishCapacity(), TimeSpan.FromSeconds(10))
+            .ContinueWith(_ => answer, TaskScheduler.Default).PipeTo(Sender);
+    }
+
+    private void Running()
+    {
+        Receive<CreateFleetVm>(_ => Sender.Tell(FleetAnswer.Problem(409, "VM exists", $"a VM with id '{_id}' exists already")));
+        ReceiveAsync<FleetVmCall>(async call =>
+        {
+            var sender = Sender;
+            sender.Tell(_host.Find(_id) is { } vm ? await Answer(vm, call) : NotHere());
+        });
+    }
+
+    private async Task<FleetAnswer> Answer(HostedVm vm, FleetVmCall call)
+    {
+        switch (call.Kind)
+        {
+            case FleetVmCallKind.Show:
+                return FleetAnswer.Json(200, ServeApi.Details(vm, await ServeApi.LiveStatus(vm)));
+            case FleetVmCallKind.Pause:
+                return Controlled(await _host.PauseAsync(vm, CancellationToken.None), vm, "pause");
+            case FleetVmCallKind.Resume:
+                return Controlled(await _host.ResumeAsync(vm, CancellationToken.None), vm, "resume");
+            case FleetVmCallKind.Stop:
+                return await _host.StopAsync(vm, "stopped through the API", _host.Settings.RequestTimeout)
+                    ? FleetAnswer.Json(200, ServeApi.Details(vm))
+                    : FleetAnswer.Problem(504, "Stop timed out", $"VM {vm.Id} did not end within {_host.Settings.RequestTimeout}");
+            default:
+                var (first, start, bytes) = vm.Console.Read(call.Offset);
+                return new FleetAnswer(200, "application/octet-stream", bytes, new()
+                {
+                    [ServeApi.ConsoleFirstOffsetHeader] = first.ToString(), [ServeApi.ConsoleStartHeader] = start.ToString(),
+                    [ServeApi.ConsoleNextOffsetHeader] = (start + bytes.Length).ToString(),
+                });
+        }
+    }
+
+    private static FleetAnswer Controlled(VmHost.ControlOutcome outcome, HostedVm vm, string what) => outcome switch
+    {
+        VmHost.ControlOutcome.Done => FleetAnswer.Json(200, ServeApi.Details(vm)),
+        VmHost.ControlOutcome.Conflict => FleetAnswer.Problem(409, $"Cannot {what}", $"VM {vm.Id} is {vm.State}: {what} is not possible"),
+        _ => FleetAnswer.Problem(504, $"{what} timed out", $"VM {vm.Id} did not answer the {what} in time"),
+    };
+
+    private FleetAnswer NotHere() => FleetAnswer.Problem(404, "No such VM", $"no VM with id '{_id}'");
+}
