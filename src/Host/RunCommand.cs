@@ -97,7 +97,10 @@ public sealed class RunCommand(RunOptions options)
             {
                 stop = stops.First.Result;
                 vm.Tell(new StopVm(stop.Why));
-                await Task.WhenAny(ended, Task.Delay(_grace));
+                // The grace counts from when the stop was due, not from when this continuation ran: a timer or a
+                // pool thread running late on a busy host does not stretch the bound.
+                var left = _grace - Stopwatch.GetElapsedTime(stop.At);
+                if (left > TimeSpan.Zero) await Task.WhenAny(ended, Task.Delay(left));
             }
             stopped = ended.IsCompleted;
             var result = stopped
@@ -111,9 +114,11 @@ public sealed class RunCommand(RunOptions options)
         }
         finally
         {
-            // A VM that did not stop would hold up the actor system's termination: the process exit ends it instead.
-            if (stopped) await Task.WhenAny(system.Terminate(), Task.Delay(_grace));
-            await Task.WhenAny(Log.CloseAndFlushAsync().AsTask(), Task.Delay(_grace));
+            // A VM that did not stop would hold up the actor system's termination: the process exit ends it instead
+            // (the kernel releases its fds, mappings and threads). One grace for the shutdown and the log's flush.
+            var shutdown = Task.Delay(_grace);
+            if (stopped) await Task.WhenAny(system.Terminate(), shutdown);
+            await Task.WhenAny(Log.CloseAndFlushAsync().AsTask(), shutdown);
         }
     }
 

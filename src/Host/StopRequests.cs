@@ -3,7 +3,11 @@ using System.Runtime.InteropServices;
 namespace KvmActors.Host;
 
 /// <summary>Why the CLI asks the VM to stop, and the exit status that stop gives.</summary>
-public sealed record StopRequest(int Status, string Why);
+public sealed record StopRequest(int Status, string Why)
+{
+    /// <summary>When the stop was due (Stopwatch ticks): for --timeout its deadline, however late the timer ran.</summary>
+    public long At { get; init; } = System.Diagnostics.Stopwatch.GetTimestamp();
+}
 
 /// <summary>
 /// The outside reasons a run ends before the guest ends it: SIGINT, SIGTERM and SIGHUP, the <c>--timeout</c>
@@ -26,8 +30,10 @@ public sealed partial class StopRequests : IDisposable
         if (timeout is { } t)
         {
             var left = t - (DateTime.Now - System.Diagnostics.Process.GetCurrentProcess().StartTime);
-            _registrations.Add(new Timer(_ => Request(new StopRequest(ExitCodes.Timeout, $"timeout after {t}")), null,
-                left > TimeSpan.Zero ? left : TimeSpan.Zero, Timeout.InfiniteTimeSpan));
+            if (left < TimeSpan.Zero) left = TimeSpan.Zero;
+            var due = System.Diagnostics.Stopwatch.GetTimestamp() + (long)(left.TotalSeconds * System.Diagnostics.Stopwatch.Frequency);
+            _registrations.Add(new Timer(_ => Request(new StopRequest(ExitCodes.Timeout, $"timeout after {t}") { At = due }), null,
+                left, Timeout.InfiniteTimeSpan));
         }
         WatchStdout();
     }

@@ -28,14 +28,14 @@ public static class RuntimeSettingsBinder
         var root = new ConfigSection(withDefaults, "", file, Environment.CurrentDirectory);
         var s = Read(root.GetSection("kvmactors"));
         return new VmSettings(s.KvmDevice, s.StopTimeout, s.KickInterval, s.KickSignal,
-            new DeviceRegistry(builtInDevices, s.Assemblies, s.PluginDirectories), s.ExitsPerMessage, s.ReadSnapshots);
+            new DeviceRegistry(builtInDevices, s.Assemblies, s.PluginDirectories), s.ExitsPerMessage, s.ReadSnapshots, s.VcpuThreadNice);
     }
 
     /// <summary>Checks a <c>kvmactors</c> section (with reference.conf as its fallback) without loading any assembly.</summary>
     public static void Validate(ConfigSection kvmactors) => Read(kvmactors);
 
     private sealed record Values(string KvmDevice, TimeSpan StopTimeout, TimeSpan KickInterval, int KickSignal,
-        IReadOnlyList<string> Assemblies, IReadOnlyList<string> PluginDirectories, int ExitsPerMessage, bool ReadSnapshots);
+        IReadOnlyList<string> Assemblies, IReadOnlyList<string> PluginDirectories, int ExitsPerMessage, bool ReadSnapshots, int VcpuThreadNice);
 
     private static Values Read(ConfigSection k)
     {
@@ -54,8 +54,10 @@ public static class RuntimeSettingsBinder
         var assemblies = devices.GetStringList("assemblies");
         var plugins = devices.GetStringList("plugin-directories");
         var snapshots = devices.GetBool("read-snapshots");
-        var exits = (int)k.GetSection("vcpu").GetInteger("exits-per-message", min: 1, max: MaxExitsPerMessage);
-        return new Values(kvm, stop, kick, signal, assemblies, plugins, exits, snapshots);
+        var vcpu = k.GetSection("vcpu");
+        var exits = (int)vcpu.GetInteger("exits-per-message", min: 1, max: MaxExitsPerMessage);
+        var nice = (int)vcpu.GetInteger("thread-nice", min: 0, max: 19);
+        return new Values(kvm, stop, kick, signal, assemblies, plugins, exits, snapshots, nice);
     }
 
     private static void Dispatcher(ConfigSection d)

@@ -36,6 +36,12 @@ internal static unsafe partial class Native
     [LibraryImport("libc", EntryPoint = "getpid")]
     public static partial int GetPid();
 
+    public const int PRIO_PROCESS = 0;
+
+    /// <summary>With PRIO_PROCESS and a thread id, Linux sets that one thread's nice value.</summary>
+    [LibraryImport("libc", EntryPoint = "setpriority", SetLastError = true)]
+    public static partial int SetPriority(int which, uint who, int prio);
+
     [LibraryImport("libc", EntryPoint = "tgkill", SetLastError = true)]
     public static partial int TgKill(int tgid, int tid, int sig);
 

@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+
 namespace KvmActors.Runtime.Kvm;
 
 /// <summary>
@@ -36,4 +38,16 @@ public static unsafe class VcpuKick
     }
 
     public static int CurrentNativeThreadId() => Native.GetTid();
+
+    /// <summary>
+    /// Called on the vCPU thread: give it nice value <paramref name="nice"/> (0..19; only ever lowered, which needs
+    /// no privilege), so the host's own threads win the CPU over guest code: a spinning guest must never starve
+    /// the timers, actors and signal handling that stop it.
+    /// </summary>
+    public static void LowerThreadPriority(int nice)
+    {
+        if (nice <= 0) return;
+        if (Native.SetPriority(Native.PRIO_PROCESS, (uint)Native.GetTid(), nice) != 0)
+            throw new KvmException("setpriority", Marshal.GetLastPInvokeError(), $"nice {nice} for the vCPU thread");
+    }
 }

@@ -22,6 +22,8 @@ public sealed class RuntimeSettingsTests
     [InlineData("vm.kick-interval = 1h", "kvmactors.vm.kick-interval", "out of range")]
     [InlineData("vcpu.exits-per-message = 0", "kvmactors.vcpu.exits-per-message", "out of range")]
     [InlineData("vcpu.exits-per-message = 65537", "kvmactors.vcpu.exits-per-message", "out of range")]
+    [InlineData("vcpu.thread-nice = -1", "kvmactors.vcpu.thread-nice", "not a number")] // the numbers parser takes no sign
+    [InlineData("vcpu.thread-nice = 20", "kvmactors.vcpu.thread-nice", "out of range")]
     [InlineData("vcpu-dispatcher.type = NoSuchDispatcher", "kvmactors.vcpu-dispatcher.type", "neither")]
     [InlineData("device-dispatcher.throughput = 0", "kvmactors.device-dispatcher.throughput", "out of range")]
     [InlineData("devices.read-snapshots = maybe", "kvmactors.devices.read-snapshots", "not a boolean")]
@@ -44,6 +46,7 @@ public sealed class RuntimeSettingsTests
         Assert.Equal(TimeSpan.FromMilliseconds(20), d.KickInterval);
         Assert.Equal(256, d.ExitsPerMessage);
         Assert.True(d.ReadSnapshots);
+        Assert.Equal(19, d.VcpuThreadNice);
         var s = RuntimeSettingsBinder.Bind(ConfigurationFactory.ParseString("kvmactors.vm.kick-signal = 41\nkvmactors.vcpu.exits-per-message = 1\nkvmactors.devices.read-snapshots = no"), "x.conf", []);
         Assert.Equal(41, s.KickSignal);
         Assert.Equal(1, s.ExitsPerMessage);

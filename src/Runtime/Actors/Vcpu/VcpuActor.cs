@@ -65,6 +65,7 @@ public sealed partial class VcpuActor : UntypedActor, IVcpuExitActions
         _managedThreadId = Environment.CurrentManagedThreadId;
         _progress.ThreadsSeen.Add(_managedThreadId);
         _nativeThreadId = VcpuKick.CurrentNativeThreadId();
+        VcpuKick.LowerThreadPriority(_setup.Settings.VcpuThreadNice);
         VcpuKick.PrepareThread(_vcpu, _setup.Settings.KickSignal);
         DeviceDispatcher.RunDevicesOnThisThread(); // idle devices handle this vCPU's accesses on this thread
         Context.Parent.Tell(new VcpuStarted(_id, _nativeThreadId, _threadName));

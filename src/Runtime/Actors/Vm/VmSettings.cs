@@ -13,4 +13,5 @@ public sealed record VmSettings(
     int KickSignal,
     DeviceRegistry Registry,
     int ExitsPerMessage,
-    bool ReadSnapshots);
+    bool ReadSnapshots,
+    int VcpuThreadNice = 0);
