@@ -21,7 +21,9 @@ public sealed class SnapshotRestoreTests(ITestOutputHelper output) : KvmTestKit(
     }
 
     private const string Line = "0123456789 the quick brown fox\n";
-    private const int Times = 3000;
+    // Long enough (several seconds) that the snapshot, asked for after the first lines, lands mid-run even on a
+    // loaded machine; the expected output is known, so no uninterrupted run is needed.
+    private const int Times = 10000;
 
     private GuestSpec Printer(string sink) => Guest(RealModeGuest(Guests.PrintText(Line, Times), sink));
 
@@ -49,7 +51,7 @@ public sealed class SnapshotRestoreTests(ITestOutputHelper output) : KvmTestKit(
         var owner = CreateTestProbe();
         var vm = Sys.ActorOf(VmActor.Props(spec, owner.Ref, Settings, VmRestore.From(loaded)));
         Watch(vm);
-        var ended = owner.ExpectMsg<VmEnded>(TimeSpan.FromSeconds(30));
+        var ended = owner.ExpectMsg<VmEnded>(TimeSpan.FromSeconds(60));
         ExpectTerminated(vm);
         return ended;
     }
@@ -57,11 +59,7 @@ public sealed class SnapshotRestoreTests(ITestOutputHelper output) : KvmTestKit(
     [KvmFact]
     public void A_restored_vm_carries_on_exactly_where_the_snapshot_was_taken()
     {
-        var whole = SinkName();
-        var uninterrupted = Run(Printer(whole), TimeSpan.FromSeconds(30));
-        Assert.Equal(VmEndReason.Halted, uninterrupted.Reason);
-        var expected = SinkText(whole);
-        Assert.Equal(Line.Length * Times, expected.Length);
+        var expected = string.Concat(Enumerable.Repeat(Line, Times));
 
         var first = SinkName();
         var dir = Path.Combine(_dir, "s1");
@@ -120,7 +118,7 @@ public sealed class SnapshotCpuidTests(ITestOutputHelper output) : KvmTestKit(ou
     public void A_snapshot_needing_a_cpu_feature_the_host_lacks_is_refused_naming_it()
     {
         var sink = SinkName();
-        var (vm, owner) = Start(Guest(RealModeGuest(Guests.PrintText("cpuid\n", 3000), sink)));
+        var (vm, owner) = Start(Guest(RealModeGuest(Guests.PrintText("cpuid\n", 60000), sink)));
         AwaitCondition(() => SinkText(sink).Length > 60, TimeSpan.FromSeconds(20));
         var dir = Path.Combine(_dir, "s");
         vm.Tell(new SnapshotVm(dir, Resume: false), TestActor);
