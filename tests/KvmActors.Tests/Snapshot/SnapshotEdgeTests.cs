@@ -18,16 +18,8 @@ namespace KvmActors.Tests.Snapshot;
 /// </summary>
 public sealed class SnapshotEdgeTests(ITestOutputHelper output)
     // Every read a round trip to the device (no read snapshots), so a slow device really keeps a read waiting.
-    : KvmTestKit(output, Akka.Configuration.ConfigurationFactory.ParseString("kvmactors.devices.read-snapshots = off")), IDisposable
+    : SnapshotTestKit(output, Akka.Configuration.ConfigurationFactory.ParseString("kvmactors.devices.read-snapshots = off"))
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("kvmactors-snap-edge-").FullName;
-
-    public new void Dispose()
-    {
-        try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
-        base.Dispose();
-    }
-
     /// <summary>Real mode: <paramref name="rounds"/> times one <c>rep outsb</c> of the whole text to COM1 (no polling), then HLT.</summary>
     private static byte[] RepOutsbLoop(string text, int rounds)
     {
@@ -50,31 +42,6 @@ public sealed class SnapshotEdgeTests(ITestOutputHelper output)
         return [.. Code((ushort)(0x1000 + length)), .. bytes];
     }
 
-    /// <summary>Snapshot (paused after it) once <paramref name="afterBytes"/> are out, stop, restore; both outputs.</summary>
-    private (string Before, string After, VmEnded Restored) SnapshotAndRestore(GuestSpec spec, string sink, int afterBytes)
-    {
-        var dir = Path.Combine(_dir, Guid.NewGuid().ToString("N"));
-        var (vm, owner) = Start(spec);
-        AwaitCondition(() => SinkText(sink).Length >= afterBytes, TimeSpan.FromSeconds(20));
-        vm.Tell(new SnapshotVm(dir, Resume: false), TestActor);
-        ExpectMsg<VmSnapshotted>(TimeSpan.FromSeconds(20));
-        Watch(vm);
-        vm.Tell(new StopVm("test: snapshot taken"));
-        owner.ExpectMsg<VmEnded>(TimeSpan.FromSeconds(10));
-        ExpectTerminated(vm);
-        var before = SinkText(sink);
-
-        var loaded = SnapshotFiles.Load(dir);
-        var after = SinkName();
-        var restoredSpec = GuestConfigLoader.FromSnapshot(loaded, [$"guest.devices.com1.options.sink = \"memory:{after}\""]);
-        var restoredOwner = CreateTestProbe();
-        var restored = Sys.ActorOf(VmActor.Props(restoredSpec, restoredOwner.Ref, Settings, VmRestore.From(loaded)));
-        Watch(restored);
-        var ended = restoredOwner.ExpectMsg<VmEnded>(TimeSpan.FromSeconds(60));
-        ExpectTerminated(restored);
-        return (before, SinkText(after), ended);
-    }
-
     [KvmFact]
     public void A_snapshot_in_the_middle_of_rep_outsb_loses_and_repeats_no_byte()
     {
@@ -86,10 +53,12 @@ public sealed class SnapshotEdgeTests(ITestOutputHelper output)
         for (var attempt = 0; attempt < 3; attempt++)
         {
             var sink = SinkName();
-            var (before, after, ended) = SnapshotAndRestore(Guest(RealModeGuest(RepOutsbLoop(text, rounds), sink)), sink, 6000 * 5 + 1000 * attempt);
-            Assert.True(ended.Reason == VmEndReason.Halted, ended.ToString());
-            Assert.Equal(expected.Length, before.Length + after.Length);
-            Assert.True(expected == before + after, $"attempt {attempt}: output differs after the snapshot at byte {before.Length}");
+            var dir = NewSnapshotDir();
+            var (before, _) = RunThenSnapshot(Guest(RealModeGuest(RepOutsbLoop(text, rounds), sink)), sink, 6000 * 5 + 1000 * attempt, dir);
+            // Three whole strings on from the snapshot: the one cut in two and the next ones.
+            var after = RunRestoredFor(dir, SinkName(), 6000 * 3);
+            Assert.True(expected[..(before.Length + after.Length)] == before + after,
+                $"attempt {attempt}: output differs after the snapshot at byte {before.Length}");
         }
     }
 
@@ -100,8 +69,11 @@ public sealed class SnapshotEdgeTests(ITestOutputHelper output)
         const string line = "slow line\n";
         var sink = SinkName();
         var spec = Guest(RealModeGuest(Guests.PrintText(line, 40), sink, "faults.devices.com1.reply-delay = 2ms"));
-        var (before, after, ended) = SnapshotAndRestore(spec, sink, line.Length * 10);
+        var dir = NewSnapshotDir();
+        var (before, _) = RunThenSnapshot(spec, sink, line.Length * 10, dir);
+        var after = SinkName();
+        var ended = RunRestored(dir, after);
         Assert.True(ended.Reason == VmEndReason.Halted, ended.ToString());
-        Assert.Equal(string.Concat(Enumerable.Repeat(line, 40)), before + after);
+        Assert.Equal(string.Concat(Enumerable.Repeat(line, 40)), before + SinkText(after));
     }
 }
