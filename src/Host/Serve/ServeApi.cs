@@ -83,9 +83,8 @@ public static class ServeApi
         {
             var host = Host(c);
             if (host.Find(id) is not { } vm) return NotFound(id);
-            SnapshotBody? body;
-            try { body = await JsonSerializer.DeserializeAsync<SnapshotBody>(c.Request.Body, new JsonSerializerOptions(JsonSerializerDefaults.Web), c.RequestAborted); }
-            catch (JsonException e) { return Results.Problem(statusCode: 400, title: "Bad JSON", detail: e.Message); }
+            var (body, bad) = await ReadJson<SnapshotBody>(c);
+            if (bad is not null) return bad;
             if (body?.Path is not { } path)
                 return Results.Problem(statusCode: 400, title: "Bad request", detail: "the JSON body needs \"path\": a new directory inside the snapshot directory");
             try
@@ -113,9 +112,8 @@ public static class ServeApi
         {
             var host = Host(c);
             if (host.Find(id) is not { } vm) return NotFound(id);
-            MigrateBody? body;
-            try { body = await JsonSerializer.DeserializeAsync<MigrateBody>(c.Request.Body, new JsonSerializerOptions(JsonSerializerDefaults.Web), c.RequestAborted); }
-            catch (JsonException e) { return Results.Problem(statusCode: 400, title: "Bad JSON", detail: e.Message); }
+            var (body, bad) = await ReadJson<MigrateBody>(c);
+            if (bad is not null) return bad;
             if (body?.To is not { Length: > 0 } to)
                 return Results.Problem(statusCode: 400, title: "Bad request", detail: "the JSON body needs \"to\": the other server (unix:/path/to.sock or http://127.0.0.1:PORT)");
             var outcome = await host.MigrateAsync(vm, to, c.RequestAborted);
@@ -255,6 +253,13 @@ public static class ServeApi
         if (type.StartsWith("application/hocon") || type.StartsWith("text/plain") || type.Length == 0)
             return new GuestRequest(body, r.Query["name"].FirstOrDefault(), r.Query["set"].Where(s => s is not null).Select(s => s!).ToList());
         throw new ProblemException(415, "Unsupported media type", $"'{type}': send application/hocon (the guest file) or application/json {{name, config, set}}");
+    }
+
+    /// <summary>A request's JSON body, or the 400 that says why it is not JSON.</summary>
+    private static async Task<(T? Body, IResult? Problem)> ReadJson<T>(HttpContext c)
+    {
+        try { return (await JsonSerializer.DeserializeAsync<T>(c.Request.Body, new JsonSerializerOptions(JsonSerializerDefaults.Web), c.RequestAborted), null); }
+        catch (JsonException e) { return (default, Results.Problem(statusCode: 400, title: "Bad JSON", detail: e.Message)); }
     }
 
     private static IResult Control(VmHost.ControlOutcome outcome, HostedVm vm, string what) => outcome switch

@@ -31,11 +31,10 @@ public sealed partial class VcpuActor
     {
         while (true)
         {
-            int err;
-            _vcpu.RequestImmediateExit();
+            bool completed;
             try
             {
-                err = _vcpu.Run(); // EINTR, the expected answer, is returned, not thrown
+                completed = _vcpu.CompletePendingExit();
             }
             catch (KvmException e)
             {
@@ -46,10 +45,9 @@ public sealed partial class VcpuActor
             }
             finally
             {
-                _vcpu.ClearImmediateExit();
                 VcpuKick.Consume(_vcpu, _setup.Settings.KickSignal);
             }
-            if (err != 0) break;
+            if (completed) break;
             // Finishing the exit ran on into the next one (the rest of a rep-string I/O emulated in the kernel):
             // handle it as any exit, then finish that one too.
             var exit = _vcpu.Exit;

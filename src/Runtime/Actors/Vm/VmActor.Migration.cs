@@ -13,9 +13,8 @@ namespace KvmActors.Runtime.Vm;
 // while it is copied, and then the log has it dirty again for the next round.
 public sealed partial class VmActor
 {
-    private sealed class MigrationSource(IActorRef driver, bool wasPaused, IReadOnlyList<MemoryRegionSpec> regions)
+    private sealed class MigrationSource(bool wasPaused, IReadOnlyList<MemoryRegionSpec> regions)
     {
-        public readonly IActorRef Driver = driver;
         public readonly bool WasPaused = wasPaused;
         public readonly IReadOnlyList<MemoryRegionSpec> Regions = regions;
         public int Round;
@@ -81,7 +80,7 @@ public sealed partial class VmActor
         var memory = _machine!.Memory;
         memory.StartDirtyLog();
         var regions = memory.Regions;
-        var m = _migration = new MigrationSource(Sender, _pausedByRequest, regions);
+        var m = _migration = new MigrationSource(_pausedByRequest, regions);
         m.Pending = regions.Select(r => AllPages((long)(r.Size / GuestMemory.PageSize))).ToArray();
         var pages = regions.Sum(r => (long)(r.Size / GuestMemory.PageSize));
         Sender.Tell(new MigrationBegun(new SnapshotGuest(_spec.SourceFile, _spec.BaseDirectory, _spec.SourceConfig),
