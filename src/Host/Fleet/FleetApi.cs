@@ -30,7 +30,8 @@ public static class FleetApi
 
         app.MapGet("/vms", async Task<IResult> (HttpContext c) => Results.Json(await Fleet(c).ListVmsAsync())).WithOrder(-1);
 
-        app.MapGet("/nodes", async Task<IResult> (HttpContext c) => Results.Json(await Nodes(Fleet(c))));
+        app.MapGet("/nodes", async Task<IResult> (HttpContext c) => Results.Json(await FleetRouting.WithMetrics(Fleet(c), await Nodes(Fleet(c)))));
+        FleetRouting.Map(app); // drain, node metrics, and the other per-VM calls through any node (FleetRouting.cs)
 
         app.MapGet($"/vms/{{id:{RemoteVm}}}", (HttpContext c, string id) => Call(c, id, FleetVmCallKind.Show)).WithOrder(-1);
         app.MapPost($"/vms/{{id:{RemoteVm}}}/pause", (HttpContext c, string id) => Call(c, id, FleetVmCallKind.Pause)).WithOrder(-1);
@@ -41,13 +42,7 @@ public static class FleetApi
             long offset = 0;
             if (c.Request.Query["offset"] is { Count: > 0 } o && (!long.TryParse(o[0], out offset) || offset < 0))
                 return Results.Problem(statusCode: 400, title: "Bad offset", detail: $"offset '{o[0]}' is not a non-negative integer");
-            if (c.Request.Query["follow"] is { Count: > 0 } f && f[0] is "true" or "1" or "yes")
-            {
-                var node = (await Fleet(c).ReadAsync(FleetKeys.Placements, majority: false)).GetValueOrDefault(id);
-                return Results.Problem(statusCode: 501, title: "Follow only on the owner node",
-                    detail: $"VM {id} runs on {node ?? "another node"}: follow its console through that node's API, or read it here by offset");
-            }
-            return await Call(c, id, FleetVmCallKind.Console, offset);
+            return await Call(c, id, FleetVmCallKind.Console, offset); // ?follow=true goes to FleetRouting's follow
         }).WithOrder(-1);
     }
 
@@ -84,17 +79,19 @@ public static class FleetApi
         finally { fleet.PlacementGate.Release(); }
     }
 
-    private static async Task<IResult> Call(HttpContext c, string id, FleetVmCallKind kind, long offset = 0)
+    internal static async Task<IResult> Call(HttpContext c, string id, FleetVmCallKind kind, long offset = 0, byte[]? body = null, TimeSpan extra = default)
     {
         var fleet = c.RequestServices.GetRequiredService<FleetRuntime>();
-        // Only ids the fleet placed go to the region: another id would start an entity (and a shard) for nothing.
-        var known = (await fleet.ReadAsync(FleetKeys.Placements, majority: false)).ContainsKey(id)
-            || (await fleet.ReadAsync(FleetKeys.Placements, majority: true)).ContainsKey(id);
-        if (!known) return Results.Problem(statusCode: 404, title: "No such VM", detail: $"no VM with id '{id}'");
-        return new AnswerResult(await Ask(fleet, new FleetVmCall(id, kind, offset), TimeSpan.Zero), null);
+        if (!await Known(fleet, id)) return Results.Problem(statusCode: 404, title: "No such VM", detail: $"no VM with id '{id}'");
+        return new AnswerResult(await Ask(fleet, new FleetVmCall(id, kind, offset, body, c.Request.ContentType), extra), null);
     }
 
-    private static async Task<FleetAnswer> Ask(FleetRuntime fleet, IFleetVmMessage message, TimeSpan extra)
+    /// <summary>Only ids the fleet placed go to the region: another id would start an entity (and a shard) for nothing.</summary>
+    internal static async Task<bool> Known(FleetRuntime fleet, string id) =>
+        (await fleet.ReadAsync(FleetKeys.Placements, majority: false)).ContainsKey(id)
+        || (await fleet.ReadAsync(FleetKeys.Placements, majority: true)).ContainsKey(id);
+
+    internal static async Task<FleetAnswer> Ask(FleetRuntime fleet, IFleetVmMessage message, TimeSpan extra)
     {
         var timeout = fleet.Settings.AskTimeout + extra;
         try { return await fleet.Region.Ask<FleetAnswer>(message, timeout); }
@@ -127,6 +124,7 @@ public static class FleetApi
                 o["maxVcpus"] = cap.MaxVcpus;
                 o["freeMemory"] = cap.FreeMemory;
                 o["maxMemory"] = cap.MaxMemory;
+                o["draining"] = cap.Draining;
             }
             return (JsonNode)o;
         }).ToArray());
@@ -136,12 +134,12 @@ public static class FleetApi
         Results.Problem(statusCode: p.Status, title: p.Title, detail: p.Message, extensions: p.Extensions);
 
     /// <summary>Writes an owner node's answer as it is.</summary>
-    private sealed class AnswerResult(FleetAnswer answer, string? location) : IResult
+    internal sealed class AnswerResult(FleetAnswer answer, string? location) : IResult
     {
         public async Task ExecuteAsync(HttpContext c)
         {
             c.Response.StatusCode = answer.Status;
-            c.Response.ContentType = answer.ContentType;
+            if (answer.ContentType.Length > 0) c.Response.ContentType = answer.ContentType;
             foreach (var (k, v) in answer.Headers) c.Response.Headers[k] = v;
             if (location is not null) c.Response.Headers.Location = location;
             await c.Response.Body.WriteAsync(answer.Body);
@@ -153,5 +151,6 @@ public static class FleetApi
 public sealed class RemoteVmConstraint : IRouteConstraint
 {
     public bool Match(HttpContext? httpContext, IRouter? route, string routeKey, RouteValueDictionary values, RouteDirection routeDirection) =>
-        httpContext?.RequestServices.GetService<VmHost>() is { } host && values.TryGetValue(routeKey, out var id) && id is string s && host.Find(s) is null;
+        httpContext?.RequestServices.GetService<VmHost>() is { } host && values.TryGetValue(routeKey, out var id) && id is string s
+        && host.Find(s) is null or { MigratedTo: not null }; // a copy that migrated away: the VM is elsewhere now
 }

@@ -15,10 +15,14 @@ public interface IFleetVmMessage
 /// <summary>The first message of a VM's entity: create the VM with this id on the node the entity landed on.</summary>
 public sealed record CreateFleetVm(string VmId, string Config, string? Name, string[] Sets) : IFleetVmMessage;
 
-public enum FleetVmCallKind { Show, Pause, Resume, Stop, Console }
+public enum FleetVmCallKind { Show, Pause, Resume, Stop, Console, Report, Snapshot, Migrate, Delete, ConsoleInput, ConsoleWait }
 
-/// <summary>An API call for a VM, answered by its entity on the owner node (<see cref="Offset"/>: the console's).</summary>
-public sealed record FleetVmCall(string VmId, FleetVmCallKind Kind, long Offset = 0) : IFleetVmMessage;
+/// <summary>
+/// An API call for a VM, answered by its entity on the owner node (<see cref="Offset"/>: the console's;
+/// <see cref="Body"/> and <see cref="ContentType"/>: the request's, for snapshot, migrate and console input).
+/// The kinds after <see cref="FleetVmCallKind.Console"/> are answered by the owner's <see cref="FleetDrainActor"/>.
+/// </summary>
+public sealed record FleetVmCall(string VmId, FleetVmCallKind Kind, long Offset = 0, byte[]? Body = null, string? ContentType = null) : IFleetVmMessage;
 
 /// <summary>An HTTP answer made on the owner node: status, body and headers, as its local API would give them.</summary>
 public sealed record FleetAnswer(int Status, string ContentType, byte[] Body, Dictionary<string, string> Headers)
@@ -49,7 +53,8 @@ public sealed record PublishCapacity;
 public sealed record CapacityPublished;
 
 /// <summary>A kvm-host node's limits and what is free of them, as published in Distributed Data.</summary>
-public sealed record NodeCapacity(int Vms, int MaxVms, int FreeVcpus, int MaxVcpus, ulong FreeMemory, ulong MaxMemory)
+/// <param name="Draining">The node is being drained (or was): no placement chooses it.</param>
+public sealed record NodeCapacity(int Vms, int MaxVms, int FreeVcpus, int MaxVcpus, ulong FreeMemory, ulong MaxMemory, bool Draining = false)
 {
     public string ToJson() => JsonSerializer.Serialize(this);
     public static NodeCapacity? FromJson(string json) => JsonSerializer.Deserialize<NodeCapacity>(json);

@@ -33,7 +33,7 @@ public sealed class FleetNodeActor : ReceiveActor, IWithTimers
         Receive<PublishCapacity>(_ => Publish(Sender));
         Receive<ListNodeVms>(_ =>
         {
-            var vms = Host.All.Select(v => (JsonNode)ServeApi.Summary(v)).ToArray();
+            var vms = Host.All.Where(v => v.MigratedTo is null).Select(v => (JsonNode)ServeApi.Summary(v)).ToArray(); // a migrated copy: listed where it went
             Sender.Tell(new NodeVms(Cluster.Get(Context.System).SelfAddress.ToString(), new JsonArray(vms).ToJsonString()));
         });
     }

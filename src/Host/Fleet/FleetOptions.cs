@@ -18,6 +18,12 @@ public sealed record FleetOptions(string Host, int Port, IReadOnlyList<string> S
 
     public string Address => $"akka.tcp://{SystemName}@{Host}:{Port}";
 
+    /// <summary>This node's own API (<c>unix:PATH</c> or <c>http://HOST:PORT</c>): where other nodes send it migrations.</summary>
+    public string? ApiEndpoint { get; init; }
+
+    /// <summary>serve --drain-on-exit: on SIGTERM the node drains (kvmactors.fleet.drain.on-exit-timeout) before it leaves.</summary>
+    public bool DrainOnExit { get; init; }
+
     /// <summary>Null when no --cluster was given (and none of its companions); the error text, for a usage error, otherwise.</summary>
     public static string? TryParse(string? cluster, IReadOnlyList<string> seeds, string? role, bool allowRemote, out FleetOptions? options)
     {

@@ -19,11 +19,12 @@ public static class FleetPlacement
 {
     public static Placement Choose(IReadOnlyCollection<(string Node, NodeCapacity Free)> nodes, int vcpus, ulong memory)
     {
+        nodes = nodes.Where(n => !n.Free.Draining).ToList(); // a draining node takes no VM
         var fits = nodes.Where(n => n.Free.Vms < n.Free.MaxVms && n.Free.FreeVcpus >= vcpus && n.Free.FreeMemory >= memory)
             .OrderByDescending(n => n.Free.FreeVcpus).ThenByDescending(n => n.Free.FreeMemory).ThenBy(n => n.Node, StringComparer.Ordinal)
             .ToList();
         if (fits.Count > 0) return new Placement(fits[0].Node, 201, "", "");
-        if (nodes.Count == 0) return new Placement(null, 503, "No kvm-host node", "the cluster has no kvm-host node that is up and has published its capacity");
+        if (nodes.Count == 0) return new Placement(null, 503, "No kvm-host node", "the cluster has no kvm-host node that is up, not draining and has published its capacity");
         var each = string.Join("; ", nodes.OrderBy(n => n.Node, StringComparer.Ordinal).Select(n =>
             $"{n.Node}: {n.Free.FreeVcpus} of {n.Free.MaxVcpus} vCPU(s) free, {n.Free.FreeMemory} of {n.Free.MaxMemory} bytes free, {n.Free.Vms} of {n.Free.MaxVms} VMs"));
         // Memory is the only shortfall when some node has the vCPUs and a VM slot: 507 like a single host; else 429.
@@ -47,7 +48,8 @@ public static class FleetKeys
 /// Allocates each VM's shard to the node its create chose (<see cref="FleetPlacement"/>, written to
 /// <see cref="FleetKeys.Placements"/> with write-majority before the create is sent; read here with read-majority,
 /// so the coordinator sees it). The choice is made where the create arrives because only there the guest's size is
-/// known: AllocateShard gets the shard id alone. Never rebalances: moving a shard would stop a running guest.
+/// known: AllocateShard gets the shard id alone. Rebalances only the shards of VMs that moved by live migration:
+/// moving any other would stop a running guest.
 /// </summary>
 public sealed class FleetAllocationStrategy(ActorSystem system, TimeSpan consistencyTimeout) : IShardAllocationStrategy
 {
@@ -66,18 +68,37 @@ public sealed class FleetAllocationStrategy(ActorSystem system, TimeSpan consist
         return currentShardAllocations.OrderBy(kv => kv.Value.Count).ThenBy(kv => AddressOf(kv.Key), StringComparer.Ordinal).First().Key;
     }
 
-    public Task<IImmutableSet<string>> Rebalance(IImmutableDictionary<IActorRef, IImmutableList<string>> currentShardAllocations,
-        IImmutableSet<string> rebalanceInProgress) => Task.FromResult<IImmutableSet<string>>(ImmutableHashSet<string>.Empty);
+    /// <summary>
+    /// Hands off only the shards of VMs that have moved by live migration (<see cref="FleetDrainKeys.Moves"/> names their
+    /// new node, which has a region): their guest runs there already, so the handoff stops no guest, and the new node's
+    /// entity adopts the VM. No other shard ever moves.
+    /// </summary>
+    public async Task<IImmutableSet<string>> Rebalance(IImmutableDictionary<IActorRef, IImmutableList<string>> currentShardAllocations,
+        IImmutableSet<string> rebalanceInProgress)
+    {
+        var moves = await ReadPlacements(FleetDrainKeys.Moves, ReadLocal.Instance);
+        if (moves.Count == 0) return ImmutableHashSet<string>.Empty;
+        var nodes = currentShardAllocations.Keys.Select(AddressOf).ToHashSet();
+        var handOff = currentShardAllocations
+            .SelectMany(kv => kv.Value.Where(shard => !rebalanceInProgress.Contains(shard) && moves.TryGetValue(shard, out var to)
+                && to != AddressOf(kv.Key) && nodes.Contains(to)))
+            .ToImmutableHashSet();
+        if (handOff.Count > 0) _log.Info("handing off the shard(s) of VM(s) moved by live migration: {0}", string.Join(", ", handOff));
+        return handOff;
+    }
 
-    private async Task<IImmutableDictionary<string, string>> ReadPlacements()
+    private Task<IImmutableDictionary<string, string>> ReadPlacements() =>
+        ReadPlacements(FleetKeys.Placements, new ReadMajority(consistencyTimeout), ReadLocal.Instance);
+
+    private async Task<IImmutableDictionary<string, string>> ReadPlacements(LWWDictionaryKey<string, string> key, params IReadConsistency[] consistencies)
     {
         var replicator = DistributedData.Get(system).Replicator;
-        foreach (var consistency in new IReadConsistency[] { new ReadMajority(consistencyTimeout), ReadLocal.Instance })
+        foreach (var consistency in consistencies)
         {
             try
             {
-                var answer = await replicator.Ask<IGetResponse>(Dsl.Get(FleetKeys.Placements, consistency), consistencyTimeout + TimeSpan.FromSeconds(1));
-                if (answer is GetSuccess ok) return ok.Get(FleetKeys.Placements).Entries;
+                var answer = await replicator.Ask<IGetResponse>(Dsl.Get(key, consistency), consistencyTimeout + TimeSpan.FromSeconds(1));
+                if (answer is GetSuccess ok) return ok.Get(key).Entries;
                 if (answer is NotFound) return ImmutableDictionary<string, string>.Empty;
             }
             catch (AskTimeoutException) { }

@@ -116,6 +116,6 @@ public sealed class FleetRuntime(FleetOptions options)
         var (vms, vcpus, memory) = host.Live;
         var s = host.Settings;
         return new NodeCapacity(vms, s.MaxVms, Math.Max(0, s.MaxVcpusTotal - vcpus), s.MaxVcpusTotal,
-            s.MaxMemoryTotal > memory ? s.MaxMemoryTotal - memory : 0, s.MaxMemoryTotal);
+            s.MaxMemoryTotal > memory ? s.MaxMemoryTotal - memory : 0, s.MaxMemoryTotal, host.Draining);
     }
 }

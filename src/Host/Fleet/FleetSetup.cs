@@ -20,6 +20,7 @@ public static class FleetSetup
     {
         services.AddSingleton(new FleetRuntime(options));
         services.AddRouting(r => r.SetParameterPolicy<RemoteVmConstraint>(FleetApi.RemoteVm));
+        services.AddRouting(r => r.SetParameterPolicy<FollowConstraint>(FleetRouting.Follow));
     }
 
     public static void AddToAkka(AkkaConfigurationBuilder akka, FleetOptions options, IServiceProvider services)
@@ -39,6 +40,8 @@ public static class FleetSetup
             // stdout-loglevel says: that logger writes to stderr here, since stdout carries guest bytes only.
             .AddHocon($$"""
                 akka.cluster.sharding.passivate-idle-entity-after = off
+                # The rebalance only hands off the shards of VMs that moved by live migration (FleetDrain.cs): checked this often.
+                akka.cluster.sharding.rebalance-interval = 2s
                 akka.stdout-logger-class = "{{typeof(StderrMinimalLogger).AssemblyQualifiedName}}"
                 """, HoconAddMode.Prepend)
             .WithActors((system, registry) =>
@@ -54,6 +57,9 @@ public static class FleetSetup
                         extractor, new FleetAllocationStrategy(system, settings.ConsistencyTimeout), PoisonPill.Instance)
                     : sharding.StartProxy(TypeName, FleetOptions.KvmHostRole, extractor);
                 services.GetRequiredService<FleetRuntime>().Attach(system, region, settings);
+                if (hostsVms)
+                    system.ActorOf(FleetDrainActor.Props(services.GetRequiredService<FleetRuntime>(), Host, FleetDrainSettings.From(system.Settings.Config),
+                        options.ApiEndpoint), FleetDrainActor.Name);
                 var c = system.Settings.Config;
                 Log.Information("kvmactors serve: fleet node {Address} ({Role}) joining through {Seeds}; downing: {Provider}, {Strategy}",
                     options.Address, options.Role, string.Join(", ", options.Seeds), c.GetString("akka.cluster.downing-provider-class"),

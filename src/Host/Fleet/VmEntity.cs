@@ -25,8 +25,15 @@ public sealed class VmEntity : ReceiveActor
         _id = id;
         Receive<CreateFleetVm>(Create);
         // A call before any create: the VM is not here (its create was refused, or this node is not its owner any more).
-        Receive<FleetVmCall>(_ =>
+        Receive<FleetVmCall>(call =>
         {
+            // The VM migrated here (a drain or a move) and its shard followed it: this entity adopts it.
+            if (_host.Find(_id) is { MigratedTo: null })
+            {
+                Become(Running);
+                Self.Forward(call);
+                return;
+            }
             Sender.Tell(NotHere());
             Context.Parent.Tell(new Passivate(PoisonPill.Instance));
         });
@@ -58,24 +65,28 @@ public sealed class VmEntity : ReceiveActor
         ReceiveAsync<FleetVmCall>(async call =>
         {
             var sender = Sender;
-            sender.Tell(_host.Find(_id) is { } vm ? await Answer(vm, call) : NotHere());
+            // The fleet's other calls, and every call once the VM has moved to another node (until its shard follows
+            // it there), are answered by this node's drain actor (FleetDrain.cs).
+            if (call.Kind > FleetVmCallKind.Console || _host.Find(_id) is not { MigratedTo: null } vm)
+                Context.ActorSelection($"/user/{FleetDrainActor.Name}").Tell(new LocalVmCall(call), sender);
+            else sender.Tell(await Answer(_host, vm, call));
         });
     }
 
-    private async Task<FleetAnswer> Answer(HostedVm vm, FleetVmCall call)
+    internal static async Task<FleetAnswer> Answer(VmHost host, HostedVm vm, FleetVmCall call)
     {
         switch (call.Kind)
         {
             case FleetVmCallKind.Show:
                 return FleetAnswer.Json(200, ServeApi.Details(vm, await ServeApi.LiveStatus(vm)));
             case FleetVmCallKind.Pause:
-                return Controlled(await _host.PauseAsync(vm, CancellationToken.None), vm, "pause");
+                return Controlled(await host.PauseAsync(vm, CancellationToken.None), vm, "pause");
             case FleetVmCallKind.Resume:
-                return Controlled(await _host.ResumeAsync(vm, CancellationToken.None), vm, "resume");
+                return Controlled(await host.ResumeAsync(vm, CancellationToken.None), vm, "resume");
             case FleetVmCallKind.Stop:
-                return await _host.StopAsync(vm, "stopped through the API", _host.Settings.RequestTimeout)
+                return await host.StopAsync(vm, "stopped through the API", host.Settings.RequestTimeout)
                     ? FleetAnswer.Json(200, ServeApi.Details(vm))
-                    : FleetAnswer.Problem(504, "Stop timed out", $"VM {vm.Id} did not end within {_host.Settings.RequestTimeout}");
+                    : FleetAnswer.Problem(504, "Stop timed out", $"VM {vm.Id} did not end within {host.Settings.RequestTimeout}");
             default:
                 var (first, start, bytes) = vm.Console.Read(call.Offset);
                 return new FleetAnswer(200, "application/octet-stream", bytes, new()

@@ -133,7 +133,11 @@ public static class ServeApi
             if (c.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit) limit.MaxRequestBodySize = null;
             try
             {
-                var vm = await new Migration.MigrationReceiver(host).ReceiveAsync(c.Request.Body, c.RequestAborted);
+                // ?id=: the VM keeps its id here (the fleet moves a VM under its id); an actor name, so letters, digits and '-' only.
+                var keepId = c.Request.Query["id"].FirstOrDefault();
+                if (keepId is not null && (keepId.Length is 0 or > 64 || !keepId.All(ch => char.IsAsciiLetterOrDigit(ch) || ch == '-')))
+                    return Results.Problem(statusCode: 400, title: "Bad request", detail: $"id '{keepId}': 1 to 64 letters, digits or '-'");
+                var vm = await new Migration.MigrationReceiver(host).ReceiveAsync(c.Request.Body, c.RequestAborted, keepId);
                 return Results.Json(new JsonObject { ["id"] = vm.Id, ["name"] = vm.Name, ["state"] = vm.State, ["consoleOffset"] = vm.Console.FirstKept },
                     statusCode: StatusCodes.Status201Created).WithLocation($"/vms/{vm.Id}");
             }

@@ -48,7 +48,8 @@ public static class ServeCommand
         var seed = new Option<string[]>("--seed") { Description = "with --cluster: a seed node's HOST:PORT (repeatable; default: this node founds the cluster)", Arity = ArgumentArity.ZeroOrMore };
         var role = new Option<string?>("--role") { Description = "with --cluster: kvm-host (default: runs VMs) or api (API only, no /dev/kvm needed)" };
         role.AcceptOnlyFromAmong(Fleet.FleetOptions.KvmHostRole, Fleet.FleetOptions.ApiRole);
-        var command = new Command("serve", "Run a VM host with an HTTP API") { socket, listen, allowRemote, config, guestDir, reportDir, snapshotDir, logLevel, cluster, seed, role, new System.CommandLine.Help.HelpOption() };
+        var drainOnExit = new Option<bool>("--drain-on-exit") { Description = "with --cluster: on SIGTERM move every VM to other nodes by live migration before leaving (kvmactors.fleet.drain.on-exit-timeout)" };
+        var command = new Command("serve", "Run a VM host with an HTTP API") { socket, listen, allowRemote, config, guestDir, reportDir, snapshotDir, logLevel, cluster, seed, role, drainOnExit, new System.CommandLine.Help.HelpOption() };
         var parsed = command.Parse(args);
         if (parsed.Errors.Count > 0)
         {
@@ -81,6 +82,20 @@ public static class ServeCommand
             Console.Error.WriteLine($"kvmactors serve: {fleetError}");
             return ExitCodes.Usage;
         }
+        if (parsed.GetValue(drainOnExit))
+        {
+            if (fleet is null)
+            {
+                Console.Error.WriteLine("kvmactors serve: --drain-on-exit needs --cluster HOST:PORT (it moves the VMs to other nodes of the fleet)");
+                return ExitCodes.Usage;
+            }
+            if (fleet.Role != Fleet.FleetOptions.KvmHostRole)
+            {
+                Console.Error.WriteLine($"kvmactors serve: --drain-on-exit: a --role {fleet.Role} node runs no VMs, so it has none to move");
+                return ExitCodes.Usage;
+            }
+            fleet = fleet with { DrainOnExit = true };
+        }
         var dir = Path.GetFullPath(parsed.GetValue(guestDir) ?? Environment.CurrentDirectory);
         if (!Directory.Exists(dir))
         {
@@ -98,6 +113,11 @@ public static class ServeCommand
             Console.Error.WriteLine($"kvmactors serve: config error: {e.Message}");
             return ExitCodes.Usage;
         }
+        // Other nodes send migrations to this node's API: over TCP when it listens there (other machines reach it), else its socket.
+        fleet = fleet is null ? null : fleet with
+        {
+            ApiEndpoint = tcp.Count > 0 ? $"http://{new IPEndPoint(tcp[0].Item1, tcp[0].Item2)}" : $"unix:{options.Socket}",
+        };
         return await Serve(options, settings, fleet);
     }
 
@@ -123,7 +143,14 @@ public static class ServeCommand
             var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ContentRootPath = Environment.CurrentDirectory });
             builder.Logging.ClearProviders();
             builder.Services.AddSerilog();
-            builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(30));
+            // With --drain-on-exit the drain comes first, bounded by its own timeout (and the shard handoffs'): the whole stop waits for it.
+            var drainTime = TimeSpan.Zero;
+            if (fleet is { DrainOnExit: true })
+            {
+                var fleetConfig = KvmActorsConfig.WithDefaults(settings.RuntimeConfig).GetConfig("kvmactors.fleet");
+                drainTime = fleetConfig.GetTimeSpan("drain.on-exit-timeout") + fleetConfig.GetTimeSpan("drain.handoff-timeout");
+            }
+            builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(30) + drainTime);
             builder.WebHost.ConfigureKestrel(k =>
             {
                 k.ListenUnixSocket(options.Socket);
@@ -155,6 +182,8 @@ public static class ServeCommand
             builder.Services.AddSingleton(sp => new VmHost(sp.GetRequiredService<ActorSystem>(), settings, options.GuestDir, options.ReportDir, options.SnapshotDir));
             // Registered after AddAkka, so stopped before the actor system: every VM ends (and reports) first.
             builder.Services.AddHostedService(sp => new VmHostLifetime(sp.GetRequiredService<VmHost>()));
+            // Registered after it, so stopped before it: the VMs move away before the host stops what is left.
+            if (fleet is { DrainOnExit: true }) builder.Services.AddHostedService(sp => new Fleet.FleetDrainOnExit(sp.GetRequiredService<Fleet.FleetRuntime>()));
 
             await using var app = builder.Build();
             ServeApi.Map(app);

@@ -161,14 +161,15 @@ public sealed class VmHost
     }
 
     /// <summary>Migrate a running VM to another kvmactors serve (<c>unix:PATH</c> or <c>http://HOST:PORT</c>); one control request at a time per VM.</summary>
-    public async Task<Migration.MigrationSender.Outcome> MigrateAsync(HostedVm vm, string to, CancellationToken ct)
+    /// <param name="keepId">A fleet migration: the VM keeps this id (its own) and its console on the target.</param>
+    public async Task<Migration.MigrationSender.Outcome> MigrateAsync(HostedVm vm, string to, CancellationToken ct, string? keepId = null)
     {
         await vm.Control.WaitAsync(ct);
         try
         {
             if (vm.State == VmStates.Ended)
                 return new(409, new JsonObject { ["title"] = "Cannot migrate", ["detail"] = $"VM {vm.Id} has ended", ["status"] = 409 });
-            return await new Migration.MigrationSender(vm, to, Settings).RunAsync(ct);
+            return await new Migration.MigrationSender(vm, to, Settings, keepId).RunAsync(ct);
         }
         finally { vm.Control.Release(); }
     }
@@ -226,8 +227,13 @@ public sealed class VmHost
         lock (_limitsGate) CheckLimits(vcpus, memory);
     }
 
+    /// <summary>Set while the fleet drains this node: no VM is admitted here any more (create, restore, incoming migration).</summary>
+    public bool Draining { get; set; }
+
     private void CheckLimits(int vcpus, ulong memory)
     {
+        const string draining = "this node is draining: its VMs move to other nodes and it takes no new ones";
+        if (Draining) throw new ProblemException(503, "Node draining", draining, new Dictionary<string, object?> { ["reason"] = draining });
         if (_liveVms + 1 > Settings.MaxVms)
             throw Limit(429, "Too many VMs", $"host.max-vms = {Settings.MaxVms} VMs exist already", "host.max-vms");
         if (_liveVcpus + vcpus > Settings.MaxVcpusTotal)
@@ -243,11 +249,14 @@ public sealed class VmHost
     /// VM's own during its set-up, which this waits for), attached to the console here, offsets going on from the source's.
     /// </summary>
     /// <param name="load">Fills region N of the new VM's memory from what the stream brought.</param>
+    /// <param name="keepId">The id the VM keeps (a fleet migration); else a new one.</param>
+    /// <param name="history">The source console's kept bytes before <paramref name="consoleOffset"/> (a fleet migration).</param>
     public async Task<HostedVm> AdmitMigratedAsync(Migration.MigrationHello hello, SnapshotState state, Action<int, Span<byte>> load, long consoleOffset,
-        CancellationToken ct)
+        CancellationToken ct, string? keepId = null, byte[]? history = null)
     {
         if (_shuttingDown) throw new ProblemException(503, "Shutting down", "the host is stopping its VMs");
-        var id = NewId();
+        if (keepId is not null && _vms.ContainsKey(keepId)) throw new ProblemException(409, "VM exists", $"a VM with id '{keepId}' exists already");
+        var id = keepId ?? NewId();
         GuestSpec spec;
         GuestPreparation.CheckSavedPaths(state.Guest.Config, GuestDir);
         state = state with { Guest = state.Guest with { BaseDirectory = GuestDir } };
@@ -260,7 +269,7 @@ public sealed class VmHost
         }
         catch (ConfigException e) { throw new ProblemException(422, "Migration refused", e.Message); }
         var restore = new VmRestore(state, (index, _, bytes) => load(index, bytes));
-        var vm = Admit(id, spec, restore, consoleOffset);
+        var vm = Admit(id, spec, restore, consoleOffset, history);
         // Only a VM that runs here may end the source: wait until its devices took their state and its vCPUs run
         // (the staged memory is copied in its set-up before that), or until it ended trying.
         var started = vm.Actor.Ask<VmStarted>(new AwaitVmStarted(), Settings.RequestTimeout, ct);
@@ -283,7 +292,7 @@ public sealed class VmHost
         get { lock (_limitsGate) return (_liveVms, _liveVcpus, _liveMemory); }
     }
 
-    private HostedVm Admit(string id, GuestSpec spec, VmRestore? restore, long consoleOffset = 0)
+    private HostedVm Admit(string id, GuestSpec spec, VmRestore? restore, long consoleOffset = 0, byte[]? history = null)
     {
         var memory = RamOf(spec);
         lock (_limitsGate)
@@ -299,8 +308,9 @@ public sealed class VmHost
         {
             Id = id, Name = spec.Name, Vcpus = spec.Machine.VcpuCount, MemoryBytes = memory, CreatedAt = DateTimeOffset.UtcNow,
             CreatedTimestamp = Stopwatch.GetTimestamp(),
-            Console = new ConsoleRing(Settings.ConsoleRing, Metrics.ConsoleBytes, consoleOffset), Input = new MemoryInput(),
+            Console = new ConsoleRing(Settings.ConsoleRing, Metrics.ConsoleBytes, consoleOffset - (history?.Length ?? 0)), Input = new MemoryInput(),
         };
+        if (history is not null) vm.Console.Write(history); // before the guest runs: its output goes on after these
         _vms[id] = vm;
         _io.Attached.Attach(id, vm.Console, vm.Input);
         Metrics.Created();

@@ -29,7 +29,7 @@ public static class VmClientCommand
         var offset = new Option<long>("--offset") { Description = "first console byte to show (default 0: all that is kept)" };
 
         var create = new Command("create", "Create and start a VM from a guest file") { file, set, name };
-        var list = new Command("list", "List the VMs");
+        var list = new Command("list", "List the VMs (of the whole fleet, each with its node, on a serve --cluster node)");
         var show = new Command("show", "Show one VM") { id };
         var pause = new Command("pause", "Pause a VM") { id };
         var resume = new Command("resume", "Resume a paused VM") { id };
@@ -41,7 +41,7 @@ public static class VmClientCommand
         var noResume = new Option<bool>("--no-resume") { Description = "leave the VM paused after the snapshot (vm resume runs it on)" };
         var snapshot = new Command("snapshot", "Save a running VM into a new snapshot directory (it is paused meanwhile, then resumed)") { id, dir, noResume };
         var restoreName = new Option<string?>("--name") { Description = "the restored VM's name (default: the saved one)" };
-        var to = new Option<string>("--to") { Description = "the other server: unix:/path/to.sock or http://127.0.0.1:PORT", Required = true };
+        var to = new Option<string>("--to") { Description = "the other server: unix:/path/to.sock or http://127.0.0.1:PORT (in a fleet: a node's HOST:PORT)", Required = true };
         var migrate = new Command("migrate", "Move a running VM to another kvmactors serve without stopping its guest (live migration)") { id, to };
         var restore = new Command("restore", "Create a VM from a snapshot directory; it runs on from where it was saved") { dir, restoreName };
         foreach (var c in new[] { create, list, show, pause, resume, stop, rm, console, report, snapshot, restore, migrate }) root.Subcommands.Add(c);
@@ -174,11 +174,14 @@ public static class VmClientCommand
 
     private static void Table(JsonArray vms)
     {
-        var rows = new List<string[]> { new[] { "ID", "NAME", "STATE", "VCPUS", "MEMORY", "UPTIME", "EXITS" } };
+        // A fleet (serve --cluster) lists every node's VMs, each with its node: then a NODE column.
+        var fleet = vms.Any(v => v?["node"] is not null);
+        var rows = new List<string[]> { new[] { "ID", "NAME", "STATE", "VCPUS", "MEMORY", "UPTIME", "EXITS" }.Concat(fleet ? ["NODE"] : []).ToArray() };
         foreach (var v in vms)
             rows.Add([
                 (string)v!["id"]!, (string)v["name"]!, (string)v["state"]!, v["vcpus"]!.ToString(),
                 Size((ulong)v["memory"]!), Uptime((double)v["uptimeMs"]!), v["exits"]?.ToString() ?? "-",
+                .. fleet ? [(string?)v["node"] ?? "-"] : Array.Empty<string>(),
             ]);
         var widths = Enumerable.Range(0, rows[0].Length).Select(i => rows.Max(r => r[i].Length)).ToArray();
         foreach (var r in rows) Console.WriteLine(string.Join("  ", r.Select((c, i) => c.PadRight(widths[i]))).TrimEnd());

@@ -135,10 +135,10 @@ public sealed class FleetProcessTests(ITestOutputHelper output)
         Assert.All(all4, n => Assert.Equal("", n.Stdout));
     }
 
-    private static async Task<T> Json<T>(ServeServer s, string path) where T : JsonNode =>
+    internal static async Task<T> Json<T>(ServeServer s, string path) where T : JsonNode =>
         (T)JsonNode.Parse(await s.Http.GetStringAsync(path))!;
 
-    private static async Task Until(Func<Task<bool>> condition, TimeSpan limit, string what)
+    internal static async Task Until(Func<Task<bool>> condition, TimeSpan limit, string what)
     {
         var sw = Stopwatch.StartNew();
         while (!await condition())
@@ -149,7 +149,7 @@ public sealed class FleetProcessTests(ITestOutputHelper output)
     }
 
     /// <summary>Distinct free loopback ports (the listeners stay open until all are picked).</summary>
-    private static int[] FreePorts(int count)
+    internal static int[] FreePorts(int count)
     {
         var listeners = Enumerable.Range(0, count).Select(_ => new TcpListener(IPAddress.Loopback, 0)).ToList();
         foreach (var l in listeners) l.Start();

@@ -15,7 +15,8 @@ namespace KvmActors.Host.Serve.Migration;
 /// </summary>
 public sealed class MigrationReceiver(VmHost host)
 {
-    public async Task<HostedVm> ReceiveAsync(Stream body, CancellationToken ct)
+    /// <param name="keepId">The VM's id here (a fleet migration keeps it); else a new one.</param>
+    public async Task<HostedVm> ReceiveAsync(Stream body, CancellationToken ct, string? keepId = null)
     {
         var first = await MigrationWire.ReadFrame(body, ct) ?? throw Bad("the stream is empty");
         if (first.Kind != MigrationWire.Hello) throw Bad($"the stream starts with frame kind {first.Kind}, not Hello");
@@ -33,6 +34,7 @@ public sealed class MigrationReceiver(VmHost host)
         try
         {
             SnapshotState? state = null;
+            byte[]? history = null;
             while (true)
             {
                 var frame = await MigrationWire.ReadFrame(body, ct) ?? throw Bad("the stream ended before its End frame");
@@ -44,11 +46,17 @@ public sealed class MigrationReceiver(VmHost host)
                     case MigrationWire.State:
                         state = Json<SnapshotState>(frame.Payload, "State");
                         break;
+                    case MigrationWire.Console:
+                        if (history is not null) throw Bad("a second Console frame");
+                        history = frame.Payload;
+                        break;
                     case MigrationWire.End:
                         if (state is null) throw Bad("End before the State frame");
                         if (frame.Payload.Length != 8) throw Bad("an End frame without the console offset");
                         var consoleOffset = BinaryPrimitives.ReadInt64LittleEndian(frame.Payload);
-                        return await host.AdmitMigratedAsync(hello, state, (index, bytes) => CopyReceived(staging, received[index], index, bytes), consoleOffset, ct);
+                        if (history is not null && history.Length > consoleOffset) throw Bad($"{history.Length} console bytes before offset {consoleOffset}");
+                        return await host.AdmitMigratedAsync(hello, state, (index, bytes) => CopyReceived(staging, received[index], index, bytes), consoleOffset, ct,
+                            keepId, history);
                     default:
                         throw Bad($"unknown frame kind {frame.Kind}");
                 }

@@ -16,7 +16,9 @@ namespace KvmActors.Host.Serve.Migration;
 /// final state. The source VM ends as Migrated only once the target answered that its copy runs; on any failure
 /// (target unreachable, refused, stream broken) the source runs on.
 /// </summary>
-public sealed class MigrationSender(HostedVm vm, string target, HostSettings settings)
+/// <param name="keepId">The fleet's migrations: the VM keeps its id on the target and its console's kept bytes
+/// go along (a Console frame), so the target's console reads as one run's.</param>
+public sealed class MigrationSender(HostedVm vm, string target, HostSettings settings, string? keepId = null)
 {
     private const int Batch = 1 << 20;
 
@@ -40,7 +42,7 @@ public sealed class MigrationSender(HostedVm vm, string target, HostSettings set
         TimeSpan? downtimeStart = null;
         try
         {
-            post = http.PostAsync("migrations/incoming", content, cancel.Token);
+            post = http.PostAsync(keepId is null ? "migrations/incoming" : $"migrations/incoming?id={Uri.EscapeDataString(keepId)}", content, cancel.Token);
             await MigrationWire.WriteJson(pipe.Writer, MigrationWire.Hello, new MigrationHello(SnapshotState.FormatName, SnapshotState.CurrentFormatVersion,
                 vm.Name, vm.Id, hello.Guest, hello.Memory, hello.Irqchip, hello.Vcpus), cancel.Token);
 
@@ -69,6 +71,8 @@ public sealed class MigrationSender(HostedVm vm, string target, HostSettings set
             pagesSent += lastPages;
             await MigrationWire.WriteJson(pipe.Writer, MigrationWire.State, state.State, cancel.Token);
             // The guest is paused and its devices have handed over their state: the console has all it will get here.
+            if (keepId is not null)
+                await MigrationWire.WriteFrame(pipe.Writer, MigrationWire.Console, vm.Console.Read(vm.Console.Total - MigrationWire.MaxFrame).Bytes, cancel.Token);
             var consoleOffset = new byte[8];
             System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(consoleOffset, vm.Console.Total);
             await MigrationWire.WriteFrame(pipe.Writer, MigrationWire.End, consoleOffset, cancel.Token);

@@ -9,14 +9,15 @@ namespace KvmActors.Host.Serve.Migration;
 /// The live-migration stream, the body of <c>POST /migrations/incoming</c> on the target: frames of
 /// <c>kind (1 byte) | length (u32 LE) | payload</c>, in this order: one Hello (JSON <see cref="MigrationHello"/>),
 /// any number of Pages (<c>region u32 | first page u64 | count u32 | count x 4096 bytes</c>) and Zero (the same
-/// header, no bytes: those pages are all zero), one State (JSON <see cref="SnapshotState"/>), one End (u64 LE: the
+/// header, no bytes: those pages are all zero), one State (JSON <see cref="SnapshotState"/>), at most one Console
+/// (the source console's kept bytes up to the End offset; fleet migrations, which keep the VM's id), one End (u64 LE: the
 /// console offset the target's console goes on from, taken with the guest paused). A later frame for a page
 /// overwrites an earlier one: pre-copy sends a page again each round the guest dirtied it.
 /// </summary>
 public static class MigrationWire
 {
     public const string ContentType = "application/x-kvmactors-migration";
-    public const byte Hello = 1, Pages = 2, Zero = 3, State = 4, End = 5;
+    public const byte Hello = 1, Pages = 2, Zero = 3, State = 4, End = 5, Console = 6;
     public const int PageHeader = 16;
     /// <summary>No frame is larger (pages are sent in batches of at most 1 MiB): a stream cannot make the target buffer more.</summary>
     public const int MaxFrame = (int)SnapshotFiles.MaxStateBytes;
