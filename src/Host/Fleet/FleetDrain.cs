@@ -91,7 +91,6 @@ public sealed class FleetDrainActor : ReceiveActor
 
     private readonly FleetRuntime _fleet;
     private readonly Func<VmHost> _resolveHost;
-    private readonly FleetDrainSettings _settings;
     private readonly string? _endpoint;
     private readonly FleetDrain _drain;
     private readonly FleetVmCalls _calls;
@@ -103,7 +102,6 @@ public sealed class FleetDrainActor : ReceiveActor
     {
         _fleet = fleet;
         _resolveHost = host;
-        _settings = settings;
         _endpoint = endpoint;
         _drain = new FleetDrain(fleet, host, settings);
         _calls = new FleetVmCalls(host, _drain, endpoint, settings);

@@ -81,16 +81,23 @@ public sealed class FleetDrainTests(ITestOutputHelper output)
                 Assert.True((bool)listed[drained]["draining"]!);
                 Assert.Equal(0, (int)listed[drained]["vms"]!);
                 Assert.Equal(2, (int)listed[drained]["freeVcpus"]!);
+                // Each node's metrics, as its GET /metrics gives them: the moved VMs' copies are forgotten where they left.
+                Assert.Equal(0, (double)listed[drained]["metrics"]!["kvmactors_vms{state=\"running\"}"]!);
+                Assert.Equal(0, (double)listed[drained]["metrics"]!["kvmactors_vms{state=\"ended\"}"]!);
                 foreach (var o in others)
                 {
                     Assert.False((bool)listed[o]["draining"]!);
                     Assert.Equal(2, (int)listed[o]["vms"]!);
                     Assert.Equal(0, (int)listed[o]["freeVcpus"]!);
+                    Assert.Equal(2, (double)listed[o]["metrics"]!["kvmactors_vms{state=\"running\"}"]!);
                 }
                 var vms = await fleet.VmsAsync(n);
                 Assert.Equal(ids.Order(), vms.Keys.Order());
                 foreach (var m in moves) Assert.Equal(fleet.IndexOf((string)m["to"]!), vms[(string)m["id"]!]);
             }
+            var metrics = await nodes[others[0]].Http.GetStringAsync($"nodes/{fleet.HostPorts[others[1]]}/metrics");
+            Assert.Contains("kvmactors_vms{state=\"running\"} 2", metrics);
+            Assert.Contains("kvmactors_host_rss_bytes", metrics);
             // The moved VMs answer through the node they left, from where they run now.
             foreach (var id in moving) Assert.Equal("running", (string)(await nodes[drained].GetVmAsync(id))["state"]!);
 

@@ -67,7 +67,7 @@ public sealed class FleetPlacementTests
 /// <summary>The allocation strategy in a single-node cluster, with a second actor system standing for another node's region.</summary>
 public sealed class FleetAllocationStrategyTests(ITestOutputHelper output) : TestKit(Remote("cluster"), output: output)
 {
-    private static Config Remote(string provider) => ConfigurationFactory.ParseString($"""
+    internal static Config Remote(string provider) => ConfigurationFactory.ParseString($"""
         akka.actor.provider = {provider}
         akka.remote.dot-netty.tcp.hostname = 127.0.0.1
         akka.remote.dot-netty.tcp.port = 0
