@@ -14,6 +14,7 @@ namespace KvmActors.Host.Fleet;
 /// region; GET /vms lists every node's VMs; GET /nodes lists the members. The per-VM calls (show, pause, resume,
 /// stop, console by offset) of a VM that is not on this node go to its owner through the region: their routes match
 /// only ids not hosted here (<see cref="RemoteVmConstraint"/>), so a local VM is answered by the local API as without --cluster.
+/// The other calls (report, snapshot, migrate, delete, console input and follow) and the drain: <see cref="FleetRouting"/>.
 /// The endpoints have order -1 so that they win over the local API's of the same route.
 /// </summary>
 public static class FleetApi
