@@ -87,15 +87,15 @@ public sealed class SuiteRunner(TestOptions options, TestSettings settings)
     private async Task<TestResult> RunOneAsync(VmHost host, int number, string file, SemaphoreSlim slots, StopRequests stops, CancellationToken stopped,
         SuiteProgress progress)
     {
+        TestResult NotRun() => new(number, file, "", TestVerdict.NotRun, [new(TestFailure.Interrupted, $"not run: {stops.First.Result.Why}")], null, 0,
+            TimeSpan.Zero);
         try { await slots.WaitAsync(stopped); }
-        catch (OperationCanceledException)
-        {
-            return new TestResult(number, file, "", TestVerdict.NotRun,
-                [new(TestFailure.Interrupted, $"not run: {stops.First.Result.Why}")], null, 0, TimeSpan.Zero);
-        }
+        catch (OperationCanceledException) { return NotRun(); }
         var clock = Stopwatch.StartNew();
         try
         {
+            // A slot a stopped guest gave back may come before the cancellation: no guest starts after a stop.
+            if (stops.First.IsCompleted) return NotRun();
             progress.Started(number, file);
             var id = $"t{number}";
             GuestSpec spec;
