@@ -52,13 +52,33 @@ public sealed class SuiteRunner(TestOptions options, TestSettings settings)
             // Not disposed: the signal's continuation may cancel it at any time, also after the suite.
             var stopped = new CancellationTokenSource();
             _ = stops.First.ContinueWith(_ => stopped.Cancel(), TaskScheduler.Default);
-            var results = await Task.WhenAll(options.Files.Select((file, i) => Task.Run(async () =>
+            // Guests start in command-line order, each once a slot is free; one that a stop keeps from starting is not run.
+            var running = new List<Task<TestResult>>();
+            for (var i = 0; i < options.Files.Count; i++)
             {
-                var r = await RunOneAsync(host, i + 1, file, slots, stops, stopped.Token, progress);
+                var (number, file) = (i + 1, options.Files[i]);
+                var slot = true;
+                try { await slots.WaitAsync(stopped.Token); }
+                catch (OperationCanceledException) { slot = false; }
+                if (!slot || stops.First.IsCompleted)
+                {
+                    if (slot) slots.Release();
+                    running.Add(Task.FromResult(Reported(NotRun(number, file, stops))));
+                    continue;
+                }
+                running.Add(Task.Run(async () =>
+                {
+                    try { return Reported(await RunOneAsync(host, number, file, stops, progress)); }
+                    finally { slots.Release(); }
+                }));
+            }
+            var results = await Task.WhenAll(running);
+            TestResult Reported(TestResult r)
+            {
                 progress.Ended(r);
                 tap?.Add(r);
                 return r;
-            })));
+            }
             allStopped = results.All(r => r.Failures.All(f => f.Kind != TestFailure.Stuck));
             progress.Summary(results, wall.Elapsed, options.Jobs);
             var status = results.Any(r => r.Verdict != TestVerdict.Passed) ? ExitCodes.Failure : ExitCodes.Ok;
@@ -84,57 +104,50 @@ public sealed class SuiteRunner(TestOptions options, TestSettings settings)
         }
     }
 
-    private async Task<TestResult> RunOneAsync(VmHost host, int number, string file, SemaphoreSlim slots, StopRequests stops, CancellationToken stopped,
-        SuiteProgress progress)
+    private static TestResult NotRun(int number, string file, StopRequests stops) =>
+        new(number, file, "", TestVerdict.NotRun, [new(TestFailure.Interrupted, $"not run: {stops.First.Result.Why}")], null, 0, TimeSpan.Zero);
+
+    private async Task<TestResult> RunOneAsync(VmHost host, int number, string file, StopRequests stops, SuiteProgress progress)
     {
-        TestResult NotRun() => new(number, file, "", TestVerdict.NotRun, [new(TestFailure.Interrupted, $"not run: {stops.First.Result.Why}")], null, 0,
-            TimeSpan.Zero);
-        try { await slots.WaitAsync(stopped); }
-        catch (OperationCanceledException) { return NotRun(); }
         var clock = Stopwatch.StartNew();
-        try
+        progress.Started(number, file);
+        var id = $"t{number}";
+        GuestSpec spec;
+        try { spec = Load(file, id); }
+        catch (KvmActorsException e) when (e.Kind is ErrorKind.Config or ErrorKind.Usage)
         {
-            // A slot a stopped guest gave back may come before the cancellation: no guest starts after a stop.
-            if (stops.First.IsCompleted) return NotRun();
-            progress.Started(number, file);
-            var id = $"t{number}";
-            GuestSpec spec;
-            try { spec = Load(file, id); }
-            catch (KvmActorsException e) when (e.Kind is ErrorKind.Config or ErrorKind.Usage)
-            {
-                return new TestResult(number, file, "", TestVerdict.Failed, [new(TestFailure.Config, $"config error: {e.Message}")], null, 0, clock.Elapsed);
-            }
-            var expect = spec.Expect;
-            var timeout = expect.Timeout ?? options.Timeout ?? settings.DefaultTimeout;
-            var vm = host.Run(spec, id);
-            // Cancelled once the guest has ended, so no timer outlives its test (a cancelled delay raises nothing).
-            using var running = new CancellationTokenSource();
-            var deadline = Task.Delay(timeout, running.Token);
-            StopRequest? stop = null;
-            var first = await Task.WhenAny(vm.Finished.Task, deadline, stops.First);
-            running.Cancel();
-            if (first != vm.Finished.Task)
-            {
-                stop = first == deadline ? new StopRequest(ExitCodes.Timeout, $"timeout after {Expectations.Duration(timeout)}") : stops.First.Result;
-                await host.StopAsync(vm, stop.Why, settings.StopGrace);
-            }
-            var kept = vm.Console.Read(0);
-            var output = Encoding.UTF8.GetString(kept.Bytes);
-            var total = vm.Console.Total;
-            if (vm.Ended is not { } ended)
-                return new TestResult(number, file, spec.Name, TestVerdict.Failed,
-                    [new(TestFailure.Stuck, $"{stop!.Why}; the VM had not stopped {settings.StopGrace.TotalMilliseconds:0} ms after the request")],
-                    null, expect.Status, clock.Elapsed, output, total);
-            var status = RunCommand.StatusOf(ended, stop);
-            var endText = $"{ended.Reason}: {ended.Detail}" + (ended.Failure is { } f ? "\n" + f.Describe() : "");
-            List<TestFailure> failures = stop is not null && stop.Status != ExitCodes.Timeout && ended.Reason == Sdk.VmEndReason.StoppedOnRequest
-                ? [new(TestFailure.Interrupted, $"interrupted: {stop.Why}")]
-                : [.. Expectations.Check(expect, status, $"{ended.Reason}: {OneLine(ended.Detail)}", output, kept.FirstKept > 0, timeout,
-                    timedOut: stop?.Status == ExitCodes.Timeout && ended.Reason == Sdk.VmEndReason.StoppedOnRequest)];
-            return new TestResult(number, file, spec.Name, failures.Count == 0 ? TestVerdict.Passed : TestVerdict.Failed, failures,
-                status, expect.Status, clock.Elapsed, output, total, endText);
+            return new TestResult(number, file, "", TestVerdict.Failed, [new(TestFailure.Config, $"config error: {e.Message}")], null, 0, clock.Elapsed);
         }
-        finally { slots.Release(); }
+        if (stops.First.IsCompleted) return NotRun(number, file, stops);
+        var expect = spec.Expect;
+        var timeout = expect.Timeout ?? options.Timeout ?? settings.DefaultTimeout;
+        var vm = host.Run(spec, id);
+        // Cancelled once the guest has ended, so no timer outlives its test (a cancelled delay raises nothing).
+        using var running = new CancellationTokenSource();
+        var deadline = Task.Delay(timeout, running.Token);
+        StopRequest? stop = null;
+        var first = await Task.WhenAny(vm.Finished.Task, deadline, stops.First);
+        running.Cancel();
+        if (first != vm.Finished.Task)
+        {
+            stop = first == deadline ? new StopRequest(ExitCodes.Timeout, $"timeout after {Expectations.Duration(timeout)}") : stops.First.Result;
+            await host.StopAsync(vm, stop.Why, settings.StopWait);
+        }
+        var kept = vm.Console.Read(0);
+        var output = Encoding.UTF8.GetString(kept.Bytes);
+        var total = vm.Console.Total;
+        if (vm.Ended is not { } ended)
+            return new TestResult(number, file, spec.Name, TestVerdict.Failed,
+                [new(TestFailure.Stuck, $"{stop!.Why}; the VM had not ended {settings.StopWait.TotalMilliseconds:0} ms after its stop")],
+                null, expect.Status, clock.Elapsed, output, total);
+        var status = RunCommand.StatusOf(ended, stop);
+        var endText = $"{ended.Reason}: {ended.Detail}" + (ended.Failure is { } f ? "\n" + f.Describe() : "");
+        List<TestFailure> failures = stop is not null && stop.Status != ExitCodes.Timeout && ended.Reason == Sdk.VmEndReason.StoppedOnRequest
+            ? [new(TestFailure.Interrupted, $"interrupted: {stop.Why}")]
+            : [.. Expectations.Check(expect, status, $"{ended.Reason}: {OneLine(ended.Detail)}", output, kept.FirstKept > 0, timeout,
+                timedOut: stop?.Status == ExitCodes.Timeout && ended.Reason == Sdk.VmEndReason.StoppedOnRequest)];
+        return new TestResult(number, file, spec.Name, failures.Count == 0 ? TestVerdict.Passed : TestVerdict.Failed, failures,
+            status, expect.Status, clock.Elapsed, output, total, endText);
     }
 
     /// <summary>

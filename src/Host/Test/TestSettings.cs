@@ -7,7 +7,10 @@ namespace KvmActors.Host.Test;
 /// <c>test { }</c> or <c>kvmactors.test { }</c>), and the file's other <c>kvmactors { }</c> settings, which go to the
 /// runner's one actor system (a guest file's own <c>kvmactors { }</c> block cannot: all guests share that system).
 /// </summary>
-public sealed record TestSettings(TimeSpan DefaultTimeout, int OutputKept, TimeSpan StopGrace)
+/// <param name="StopGrace">kvmactors.cli.stop-grace: how long the actor system's shutdown may take at the end.</param>
+/// <param name="StopWait">How long a stopped guest's VM gets to end: kvmactors.vm.stop-timeout (after which the VM actor
+/// releases the VM whatever its vCPUs do) plus the stop grace. A VM not ended by then is reported stuck.</param>
+public sealed record TestSettings(TimeSpan DefaultTimeout, int OutputKept, TimeSpan StopGrace, TimeSpan StopWait)
 {
     public const int MaxOutputKept = 64 << 20;
 
@@ -38,10 +41,12 @@ public sealed record TestSettings(TimeSpan DefaultTimeout, int OutputKept, TimeS
         RuntimeSettingsBinder.Validate(k);
         var t = k.GetSection("test");
         t.RejectUnknown("default-timeout", "output-kept");
+        var grace = RunCommand.Grace(merged, source);
         return new TestSettings(
             t.GetDuration("default-timeout", min: TimeSpan.FromMilliseconds(1), max: CommandLine.MaxTimeout),
             (int)t.GetSize("output-kept", min: 1, max: MaxOutputKept),
-            RunCommand.Grace(merged, source))
+            grace,
+            k.GetSection("vm").GetDuration("stop-timeout") + grace)
         {
             RuntimeConfig = own,
         };

@@ -113,17 +113,20 @@ public sealed class TestCommandTests : IDisposable
     [InlineData("4")]
     public void A_passing_suite_exits_0_with_nothing_on_stdout_at_any_jobs_count(string jobs)
     {
-        var files = Enumerable.Range(0, 4).Select(i => Guest($"g{i}.conf", Prints42Exits85, "expect { status = 85\n output-contains = \"42\" }")).ToList();
+        // Two generated guests and the example guests, each with its own expect block (statuses 0, 85, 97, 65, 67, 69).
+        var files = Enumerable.Range(0, 2).Select(i => Guest($"g{i}.conf", Prints42Exits85, "expect { status = 85\n output-contains = \"42\" }")).ToList();
+        string[] examples = ["seed-demo", "debug-exit", "long", "protected", "multiboot", "fw-cfg"];
         var junit = Path.Combine(_dir, "results.xml");
-        var r = Kvmactors.Run(["test", .. files, "hocon/guests/seed-demo.conf", "--jobs", jobs, "--junit", junit]);
+        var r = Kvmactors.Run(["test", .. files, .. examples.Select(e => $"hocon/guests/{e}.conf"), "--jobs", jobs, "--junit", junit]);
 
         Assert.True(r.ExitCode == 0, r.Stderr);
         Assert.Equal("", r.Stdout);
         var cases = Cases(junit);
-        Assert.Equal(5, cases.Count);
+        Assert.Equal(8, cases.Count);
         Assert.All(cases.Values, c => Assert.Empty(c.Elements("failure")));
         Assert.Equal("4\n", (string?)cases["seed-demo.conf"].Element("system-out"));
-        Assert.Contains($"5 guest(s): 5 passed, 0 failed", r.Stderr);
+        Assert.Contains("hello from long mode", (string?)cases["long.conf"].Element("system-out"));
+        Assert.Contains($"8 guest(s): 8 passed, 0 failed", r.Stderr);
         Assert.Contains($"(--jobs {jobs})", r.Stderr);
     }
 
