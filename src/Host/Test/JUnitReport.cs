@@ -40,7 +40,8 @@ public static class JUnitReport
     {
         var c = new XElement("testcase",
             new XAttribute("name", Safe(r.File)),
-            new XAttribute("classname", Safe(r.GuestName)),
+            // A guest file that could not be loaded has no guest name: the class is then the runner's.
+            new XAttribute("classname", Safe(r.GuestName.Length > 0 ? r.GuestName : "kvmactors")),
             new XAttribute("file", Safe(r.File)),
             new XAttribute("time", Seconds(r.Time)));
         if (r.Verdict == TestVerdict.NotRun)
@@ -72,7 +73,7 @@ public static class JUnitReport
     /// <summary>Text XML 1.0 can carry: other control characters, U+FFFE/U+FFFF and lone surrogates as <c>\xNN</c>/<c>\uNNNN</c>.</summary>
     public static string Safe(string s)
     {
-        if (s.All(c => XmlConvert.IsXmlChar(c)) ) return s;
+        if (s.All(XmlConvert.IsXmlChar)) return s;
         var b = new StringBuilder(s.Length + 16);
         for (var i = 0; i < s.Length; i++)
         {

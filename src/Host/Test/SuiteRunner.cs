@@ -10,7 +10,7 @@ using Serilog;
 
 namespace KvmActors.Host.Test;
 
-public sealed record TestOptions(IReadOnlyList<string> Files, int Jobs, string? JUnitPath, bool Tap, TimeSpan? Timeout, string? ConfigPath, string LogLevel);
+public sealed record TestOptions(IReadOnlyList<string> Files, int Jobs, string? JUnitPath, bool Tap, TimeSpan? Timeout, string LogLevel);
 
 /// <summary>
 /// <c>kvmactors test</c>: many guest files in one actor system, at most <c>--jobs</c> at a time, each VM hosted by the

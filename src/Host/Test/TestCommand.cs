@@ -55,7 +55,7 @@ public static class TestCommand
         {
             var settings = TestSettings.Load(p.GetValue(config));
             return await new SuiteRunner(new TestOptions(p.GetValue(guests)!, p.GetValue(jobs), p.GetValue(junit), p.GetValue(tap),
-                p.GetValue(timeout), p.GetValue(config), p.GetValue(logLevel)!), settings).RunAsync();
+                p.GetValue(timeout), p.GetValue(logLevel)!), settings).RunAsync();
         });
         return command;
     }
