@@ -81,6 +81,7 @@ public static class CommandLine
                                    "stdout carries exactly the guest's serial output; logs and the end summary go to stderr.");
         root.Subcommands.Add(Run());
         root.Subcommands.Add(Bench.BenchOptions.Command());
+        root.Subcommands.Add(Test.TestCommand.Command());
         // Listed for help and suggestions; InvokeAsync hands them their arguments before parsing.
         foreach (var f in Forwarded.Where(f => !f.Name.Contains(' '))) root.Subcommands.Add(new Command(f.Name, f.Description));
         return root;
@@ -176,7 +177,7 @@ public static class CommandLine
         return run;
     }
 
-    private static string Suggestions(string typed, Command? command)
+    internal static string Suggestions(string typed, Command? command)
     {
         var near = (command?.Options ?? []).Select(o => o.Name).Where(name => Distance(typed, name) <= 2).ToList();
         return near.Count > 0 ? $"; did you mean {string.Join(" or ", near)}?" : "";
@@ -200,7 +201,7 @@ public static class CommandLine
         return row[b.Length];
     }
 
-    private static TimeSpan? ParseTimeout(ArgumentResult r)
+    internal static TimeSpan? ParseTimeout(ArgumentResult r)
     {
         var text = r.Tokens.Single().Value;
         if (ParseDuration(text) is { } t)

@@ -58,7 +58,7 @@ public sealed class RunCommand(RunOptions options)
     /// </summary>
     public static bool KeepCallersStderr { get; set; }
 
-    private static TextWriter StderrWriter() => TextWriter.Synchronized(
+    internal static TextWriter StderrWriter() => TextWriter.Synchronized(
         new StreamWriter(new FileStream(new SafeFileHandle(2, ownsHandle: false), FileAccess.Write, bufferSize: 0), new UTF8Encoding(false))
         {
             AutoFlush = true,
@@ -76,7 +76,7 @@ public sealed class RunCommand(RunOptions options)
                 : GuestConfigLoader.LoadFile(options.ConfigPath, options.Sets);
         if (spec.Gdb is { } gdb)
             Console.Error.WriteLine($"kvmactors: gdb stub on {gdb.Listen}{(gdb.Wait ? "; the guest waits for gdb to attach and continue" : "")}");
-        var runtimeConfig = KvmActorsConfig.WithDefaults(AkkaConfig().WithFallback(spec.RuntimeConfig));
+        var runtimeConfig = KvmActorsConfig.WithDefaults(AkkaConfig(options.LogLevel).WithFallback(spec.RuntimeConfig));
         _grace = Grace(runtimeConfig, spec.SourceFile);
 
         // Logs go to stderr through Serilog (Akka.Logger.Serilog); stdout carries only guest output.
@@ -148,10 +148,11 @@ public sealed class RunCommand(RunOptions options)
         if (ended.Failure is { } f) Console.Error.WriteLine(f.Describe());
     }
 
-    private Config AkkaConfig() => ConfigurationFactory.ParseString($$"""
+    /// <summary>The CLI's actor system settings: Akka logs through Serilog (to stderr), nothing on stdout, no CLR exit hook.</summary>
+    internal static Config AkkaConfig(string logLevel) => ConfigurationFactory.ParseString($$"""
         akka {
           loggers = ["Akka.Logger.Serilog.SerilogLogger, Akka.Logger.Serilog"]
-          loglevel = {{AkkaLevel(options.LogLevel)}}
+          loglevel = {{AkkaLevel(logLevel)}}
           stdout-loglevel = OFF
           log-config-on-start = off
           log-dead-letters = off
@@ -161,7 +162,7 @@ public sealed class RunCommand(RunOptions options)
         }
         """);
 
-    private static TimeSpan Grace(Config config, string file)
+    internal static TimeSpan Grace(Config config, string file)
     {
         TimeSpan grace;
         try { grace = config.GetTimeSpan(GraceKey); }

@@ -52,7 +52,22 @@ public static class GuestPreparation
 
         if (merged.HasPath("guest")) CheckPaths(merged.GetConfig("guest").Root, "guest", root);
 
-        // The console: COM1 (in the defaults, so always there unless removed) and every stdout/stderr sink.
+        sets.AddRange(ConsoleSets(merged, attachName));
+
+        try
+        {
+            return GuestConfigLoader.FromText(request.Config, SourceName, root, sets);
+        }
+        catch (ConfigException e) { throw ConfigProblem(e, request.Config); }
+    }
+
+    /// <summary>
+    /// The --set lines that attach a guest's console to <paramref name="attachName"/>: COM1 (in the defaults, so always
+    /// there unless removed) sink and input, and every other device's stdout/stderr sink; the host's stdio carries none.
+    /// </summary>
+    /// <param name="merged">The guest's config (file and overrides, without the defaults).</param>
+    public static IEnumerable<string> ConsoleSets(Akka.Configuration.Config merged, string attachName)
+    {
         var devices = merged.HasPath("guest.devices") ? merged.GetConfig("guest.devices") : Akka.Configuration.Config.Empty;
         var defaults = KvmActorsConfig.Reference.GetConfig("kvmactors.guest-defaults.devices");
         var all = devices.WithFallback(defaults);
@@ -65,20 +80,14 @@ public static class GuestPreparation
             var type = d.HasPath("type") ? d.GetString("type") : null;
             if (device == "com1" && type == "uart-16550")
             {
-                sets.Add($"guest.devices.com1.options.sink = {console}");
-                sets.Add($"guest.devices.com1.options.input = {console}");
+                yield return $"guest.devices.com1.options.sink = {console}";
+                yield return $"guest.devices.com1.options.input = {console}";
             }
             else if (device == "com1" || sink is "stdout" or "stderr" || (sink is null && type is "uart-16550" or "debugcon"))
             {
-                sets.Add($"guest.devices.{Quote(device)}.options.sink = {console}");
+                yield return $"guest.devices.{Quote(device)}.options.sink = {console}";
             }
         }
-
-        try
-        {
-            return GuestConfigLoader.FromText(request.Config, SourceName, root, sets);
-        }
-        catch (ConfigException e) { throw ConfigProblem(e, request.Config); }
     }
 
     private static string Quote(string key) => key.All(c => char.IsLetterOrDigit(c) || c is '-' or '_') ? key : JsonSerializer.Serialize(key);

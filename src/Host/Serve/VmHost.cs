@@ -221,6 +221,16 @@ public sealed class VmHost
         }
     }
 
+    /// <summary>
+    /// A guest the host program loaded itself from a file it trusts (kvmactors test), its console already attached to
+    /// <paramref name="id"/> (<see cref="GuestPreparation.ConsoleSets"/>): admitted and ended like a posted one.
+    /// </summary>
+    public HostedVm Run(GuestSpec spec, string id)
+    {
+        if (_vms.ContainsKey(id)) throw new ProblemException(409, "VM exists", $"a VM with id '{id}' exists already");
+        return Admit(id, spec, null);
+    }
+
     /// <summary>Whether a VM of this size fits within the host's limits now (a migration asks before its first page).</summary>
     public void CheckCapacity(int vcpus, ulong memory)
     {

@@ -173,6 +173,7 @@ public static class GuestConfigLoader
                 VcpuFaults = BindVcpuFaults(faults.GetSection("vcpus"), vcpus),
                 DeviceFaults = BindDeviceFaults(faults.GetSection("devices"), devices),
                 Gdb = BindGdb(guest.GetSection("gdb")),
+                Expect = ExpectConfig.Bind(guest.GetSection("expect")),
             };
         }
 
@@ -386,6 +387,7 @@ public static class GuestConfigLoader
                 .Add("devices", new Node { Any = device })
                 .Add("supervision", new Node().Add("vcpu", policy).Add("device", policy))
                 .Add("gdb", new Node().Add("listen").Add("wait").Add("allow-remote"))
+                .Add("expect", new Node().Add("status").Add("output-contains").Add("output-matches").Add("timeout"))
                 .Add("faults", new Node().Add("vcpus", new Node { Any = vcpuFaults }).Add("devices", new Node { Any = deviceFaults }));
         }
 

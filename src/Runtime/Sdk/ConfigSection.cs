@@ -112,13 +112,15 @@ public sealed class ConfigSection
     /// <summary>Inclusive ranges ("0x3f8-0x3ff", "0xf4") from one string or a non-empty list of them; empty when the key is missing.</summary>
     public IReadOnlyList<(ulong First, ulong Last)> GetRanges(string key, ulong max)
     {
-        if (Value(key) is not { } v) return [];
-        var items = v.IsString() && !IsNullValue(v) ? [v.GetString()] : GetStringList(key, allowEmpty: false);
-        return items.Select(s => ConfigNumbers.TryParseRange(s, out var first, out var last) && last <= max
+        return GetStringOrList(key, allowEmpty: false).Select(s => ConfigNumbers.TryParseRange(s, out var first, out var last) && last <= max
                 ? (first, last)
                 : throw Error(key, $"'{s}' is not a range (e.g. \"0x3f8-0x3ff\" or \"0xf4\"; at most {Show(max)})"))
             .ToList();
     }
+
+    /// <summary>One scalar or a list of them; empty when the key is missing.</summary>
+    public IReadOnlyList<string> GetStringOrList(string key, bool allowEmpty = true) =>
+        Value(key) is { } v && v.IsString() && !IsNullValue(v) ? [v.GetString()] : GetStringList(key, allowEmpty);
 
     /// <summary>A list of scalars; empty when the key is missing.</summary>
     public IReadOnlyList<string> GetStringList(string key, bool allowEmpty = true)

@@ -41,6 +41,8 @@ public sealed record GuestSpec
     public IReadOnlyDictionary<string, DeviceFaults> DeviceFaults { get; init; } = new Dictionary<string, DeviceFaults>();
     /// <summary>A gdb stub for this VM (<c>guest.gdb</c>, <c>--gdb</c>); null: none, and the exit path costs nothing more.</summary>
     public Debug.GdbSpec? Gdb { get; init; }
+    /// <summary>What <c>kvmactors test</c> expects of this guest (<c>guest.expect</c>); other commands ignore it.</summary>
+    public GuestExpectation Expect { get; init; } = GuestExpectation.Default;
     /// <summary>Runtime settings the guest file or --set gave (a <c>kvmactors { }</c> block), for the actor system's config.</summary>
     public Akka.Configuration.Config RuntimeConfig { get; init; } = Akka.Configuration.Config.Empty;
     /// <summary>
