@@ -151,15 +151,24 @@ public sealed class QemuCommandTests
     [KvmFact]
     public void An_s3_suspend_stops_the_vcpu_at_the_write_and_the_rtc_alarm_resumes_it_in_real_mode_at_the_waking_vector()
     {
-        var dir = Directory.CreateTempSubdirectory("qemu-s3-");
-        try
+        WithKernel(S3Guests.SleepAndWakeByRtcAlarm(), (kernel, _) =>
         {
-            var kernel = Path.Combine(dir.FullName, "s3.flat");
-            File.WriteAllBytes(kernel, S3Guests.SleepAndWakeByRtcAlarm());
             var r = Kvmactors.Run("qemu", "-kernel", kernel, "-device", "isa-debug-exit,iobase=0xf4,iosize=4", "-nodefaults", "-serial", "stdio");
             // 0x21: PM1 status has RTC_STS and WAK_STS, and the marker the guest sets after its S3 write is still 0.
             Assert.True(PlatformGuests.ExitStatus(S3Guests.ResumedExit) == r.ExitCode, $"exit {r.ExitCode}; stderr: {r.Stderr}");
             Assert.Equal("", r.Stderr);
+        });
+    }
+
+    /// <summary>Runs <paramref name="body"/> with <paramref name="image"/> written to a kernel file in a temporary directory (both passed).</summary>
+    private static void WithKernel(byte[] image, Action<string, string> body)
+    {
+        var dir = Directory.CreateTempSubdirectory("qemu-kernel-");
+        try
+        {
+            var kernel = Path.Combine(dir.FullName, "kernel.flat");
+            File.WriteAllBytes(kernel, image);
+            body(kernel, dir.FullName);
         }
         finally { dir.Delete(true); }
     }
@@ -167,12 +176,9 @@ public sealed class QemuCommandTests
     [GdbFact]
     public void Minus_S_with_minus_gdb_holds_the_kernel_until_gdb_continues_and_the_debug_exit_status_comes_back()
     {
-        var dir = Directory.CreateTempSubdirectory("qemu-gdb-");
-        try
+        WithKernel(PlatformGuests.MultibootFlatKernel(), (kernel, dir) =>
         {
-            var kernel = Path.Combine(dir.FullName, "kernel.flat");
-            File.WriteAllBytes(kernel, PlatformGuests.MultibootFlatKernel());
-            var socket = Path.Combine(dir.FullName, "gdb.sock");
+            var socket = Path.Combine(dir, "gdb.sock");
             using var vm = new Kvmactors.Running("qemu", "-kernel", kernel, "-append", "held", "-S", "-gdb", $"unix:{socket},server=on,wait=off",
                 "-device", "isa-debug-exit,iobase=0xf4,iosize=4", "-serial", "stdio");
             Assert.True(vm.WaitUntil(_ => File.Exists(socket), TimeSpan.FromSeconds(30)), $"no gdb socket; stderr: {vm.Stderr}");
@@ -185,7 +191,6 @@ public sealed class QemuCommandTests
             Assert.True(PlatformGuests.ExitStatus(PlatformGuests.MultibootExit) == ended.ExitCode,
                 $"exit {ended.ExitCode}; stderr: {ended.Stderr}; gdb: {g.Stdout}{g.Stderr}");
             Assert.StartsWith($"{kernel} held", ended.Stdout);
-        }
-        finally { dir.Delete(true); }
+        });
     }
 }
