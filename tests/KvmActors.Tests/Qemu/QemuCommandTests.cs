@@ -57,6 +57,14 @@ public sealed class QemuCommandTests
         Assert.Contains("cpuid.mask = [\"tsc-deadline\", \"pcid\"]", QemuCommandLine.ToHocon(q, "/"));
     }
 
+    [Theory]
+    [InlineData("accel=kvm")]
+    [InlineData("pc,accel=kvm:tcg")]
+    [InlineData("q35")]
+    [InlineData("pit=off")] // kvm-unit-tests' vmexit_ipi
+    public void Machine_options_harnesses_pass_are_accepted(string machine) =>
+        Assert.Equal("k", QemuCommandLine.Parse(["-kernel", "k", "-machine", machine]).Kernel);
+
     [Fact]
     public void A_missing_kernel_gives_the_message_harnesses_probe_for()
     {
