@@ -107,7 +107,8 @@ public static class QemuGuests
     /// The RTC's update-ended interrupt through IOAPIC pin 8: routes pin 8 to the handler, turns the periodic rate off
     /// (register A 0x20), enables UIE (register B 0x12), clears register C, and halts with interrupts on. The handler
     /// reads register C and exits through debug-exit with v = C &gt;&gt; 4: 9 (IRQF and UF) when the update interrupt
-    /// came. Without it the guest sleeps until the run's timeout.
+    /// came (a C of 0 is an edge latched before the guest cleared it: the handler waits for the next one, nesting).
+    /// Without it the guest sleeps until the run's timeout.
     /// </summary>
     public static byte[] RtcUpdateIrq()
     {
@@ -132,9 +133,18 @@ public static class QemuGuests
         });
         var handler = Guests.Assemble(32, Handler, a =>
         {
+            var start = a.CreateLabel();
+            var flags = a.CreateLabel();
+            a.Label(ref start);
             a.mov(al, 0x0c);
             a.@out(0x70, al);
             a.@in(al, 0x71);
+            a.test(al, al);
+            a.jnz(flags);
+            a.sti();                // an edge latched before the guest cleared C: wait for the next one
+            a.hlt();
+            a.jmp(start);
+            a.Label(ref flags);
             a.shr(al, 4);
             a.@out(0xf4, al);
             var spin = a.CreateLabel();
