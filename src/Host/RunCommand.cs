@@ -58,6 +58,9 @@ public sealed class RunCommand(RunOptions options)
     /// </summary>
     public static bool KeepCallersStderr { get; set; }
 
+    /// <summary>How the last VM this process ran ended (kvmactors qemu decides from it whether its held stderr is shown).</summary>
+    public static VmEndReason? LastEndReason { get; private set; }
+
     internal static TextWriter StderrWriter() => TextWriter.Synchronized(
         new StreamWriter(new FileStream(new SafeFileHandle(2, ownsHandle: false), FileAccess.Write, bufferSize: 0), new UTF8Encoding(false))
         {
@@ -109,6 +112,7 @@ public sealed class RunCommand(RunOptions options)
                     0, null, []);
             var status = StatusOf(result, stop);
             Summarise(result);
+            LastEndReason = result.Reason;
             if (options.ReportPath is { } path) EndReport.TryWrite(path, result, status, _started.Elapsed, _grace);
             return status;
         }

@@ -81,6 +81,19 @@ public sealed class AcpiPmRegisters(Func<TimeSpan> clock, int s3Type = 1, int s5
         return request;
     }
 
+    public const ushort RtcEn = 1 << 10, RtcSts = 1 << 10, WakSts = 1 << 15;
+
+    /// <summary>
+    /// A wake event while suspended: true when its PM1 enable bit is set (so far "rtc": RTC_EN), and then its status
+    /// bit and WAK_STS are set, as the chipset sets them on waking.
+    /// </summary>
+    public bool Wake(string source)
+    {
+        if (source != "rtc" || (_enable & RtcEn) == 0) return false;
+        _status |= RtcSts | WakSts;
+        return true;
+    }
+
     public ushort Status => _status;
     public ushort Enable => _enable;
     public ushort Control => _control;

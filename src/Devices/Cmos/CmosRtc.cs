@@ -3,10 +3,11 @@ using KvmActors.Sdk;
 namespace KvmActors.Devices.Cmos;
 
 /// <summary>
-/// A <see cref="CmosRtc"/>'s state: the 128 bytes, the index and NMI mask, and the guest clock's offset from the
-/// host's UTC clock (so a restored clock goes on from host time as it did, and keeps what the guest set).
+/// A <see cref="CmosRtc"/>'s state: the 128 bytes, the index and NMI mask, the guest clock's offset from the
+/// host's UTC clock (so a restored clock goes on from host time as it did, and keeps what the guest set), and the
+/// interrupt flags of register C (absent in version 1 states: none up).
 /// </summary>
-public sealed record CmosRtcState(byte[] Ram, byte Index, bool NmiMasked, TimeSpan ClockOffset);
+public sealed record CmosRtcState(byte[] Ram, byte Index, bool NmiMasked, TimeSpan ClockOffset, byte Flags = 0);
 
 /// <summary>
 /// The PC's CMOS RAM and MC146818 real-time clock, behind an index port (0x70) and a data port (0x71).
@@ -17,8 +18,13 @@ public sealed record CmosRtcState(byte[] Ram, byte Index, bool NmiMasked, TimeSp
 /// <para>Clock: registers 0, 2, 4, 6-9 (seconds, minutes, hours, weekday, day, month, year) and 0x32 (century) give
 /// the host's UTC time plus an offset that guest writes move; BCD unless register B's DM bit (2) is set,
 /// 12-hour with bit 7 = PM unless its 24-hour bit (1) is set. Register A: divider 0x26 with UIP (bit 7) set in
-/// the last 244 µs of every second, as the update cycle is. Register B: 0x02 after reset, read/write. C: read as 0
-/// (no update, alarm or periodic interrupts are generated: the flags never rise). D: 0x80 (battery good).</para>
+/// the last 244 µs of every second, as the update cycle is; its rate bits (0-3) set the periodic flag's rate
+/// (1 and 2: 256 and 128 Hz, n = 3-15: 65536 &gt;&gt; n Hz, 0: none). Register B: 0x02 after reset, read/write;
+/// SET (bit 7) stops the updates. C: the interrupt flags, cleared by reading it: UF (bit 4) at every second's update,
+/// AF (bit 5) when seconds, minutes and hours match the alarm registers 1, 3, 5 (a value with bits 6-7 set matches
+/// any), PF (bit 6) at the periodic rate, and IRQF (bit 7) while one of them is set with its enable bit in B (UIE 4,
+/// AIE 5, PIE 6): that is the IRQ 8 level (<see cref="Irq"/>). D: 0x80 (battery good). The flags follow the clock
+/// as it is read (<see cref="CatchUp"/>); the device calls it from a timer too, for the interrupts.</para>
 /// <para>Firmware bytes, as SeaBIOS/QEMU store them: 0x15-0x16 base memory (640 KiB); 0x17-0x18 and 0x30-0x31 KiB
 /// of extended memory above 1 MiB (at most 0xffff); 0x34-0x35 64 KiB units above 16 MiB below 4 GiB; 0x5b-0x5d
 /// 64 KiB units above 4 GiB; 0x5f the number of CPUs minus one. Every other byte is plain read/write RAM.</para>
@@ -26,7 +32,14 @@ public sealed record CmosRtcState(byte[] Ram, byte Index, bool NmiMasked, TimeSp
 public sealed class CmosRtc
 {
     public const byte RegA = 0x0a, RegB = 0x0b, RegC = 0x0c, RegD = 0x0d, Century = 0x32;
+    public const byte SecondsAlarm = 1, MinutesAlarm = 3, HoursAlarm = 5;
+    public const byte Set = 0x80, Pie = 0x40, Aie = 0x20, Uie = 0x10;
+    public const byte Irqf = 0x80, Pf = 0x40, Af = 0x20, Uf = 0x10;
     private const byte BinaryMode = 0x04, Hours24 = 0x02, Uip = 0x80;
+
+    private byte _flags;                 // register C
+    private long _lastSecond;            // the last guest-clock second whose update was counted
+    private long _lastPeriod;            // the last periodic tick counted (host ticks / period)
 
     private readonly byte[] _ram = new byte[128];
     private readonly Func<DateTime> _utcNow;
@@ -50,6 +63,81 @@ public sealed class CmosRtc
         _ram[0x5c] = (byte)(high >> 8);
         _ram[0x5d] = (byte)(high >> 16);
         _ram[0x5f] = (byte)(vcpus - 1);
+        _lastSecond = Now.Ticks / TimeSpan.TicksPerSecond;
+        _lastPeriod = _utcNow().Ticks / Period!.Value.Ticks;
+    }
+
+    /// <summary>The IRQ 8 level: a flag of register C is up with its enable bit in register B.</summary>
+    public bool Irq => (_flags & Irqf) != 0;
+
+    /// <summary>The periodic rate from register A's rate bits, as a period (null: off).</summary>
+    public TimeSpan? Period => (_ram[RegA] & 0x0f) switch
+    {
+        0 => null,
+        1 => TimeSpan.FromTicks(TimeSpan.TicksPerSecond / 256),
+        2 => TimeSpan.FromTicks(TimeSpan.TicksPerSecond / 128),
+        var n => TimeSpan.FromTicks(TimeSpan.TicksPerSecond * (1L << (n - 1)) / 32768),
+    };
+
+    /// <summary>
+    /// Bring register C up to the clock: UF for every second's update passed since the last call, AF if one of those
+    /// seconds matched the alarm, PF if a periodic tick passed. Returns what happened (UF, AF, PF), whether or not that
+    /// flag was already up: an alarm wakes a sleeping machine each time it matches.
+    /// </summary>
+    public byte CatchUp()
+    {
+        byte events = 0;
+        var now = Now;
+        var second = now.Ticks / TimeSpan.TicksPerSecond;
+        if ((_ram[RegB] & Set) != 0) _lastSecond = second; // SET: no updates, none owed afterwards
+        if (second > _lastSecond)
+        {
+            events |= Uf;
+            // Every alarm time recurs within a day: further back than that, it matched.
+            var from = Math.Max(_lastSecond + 1, second - 86_400);
+            for (var s = from; s <= second && (events & Af) == 0; s++)
+                if (AlarmMatches(new DateTime(s * TimeSpan.TicksPerSecond))) events |= Af;
+            _lastSecond = second;
+        }
+        if (Period is { } period)
+        {
+            var tick = _utcNow().Ticks / period.Ticks;
+            if (tick > _lastPeriod) events |= Pf;
+            _lastPeriod = tick;
+        }
+        _flags |= events;
+        UpdateIrqf();
+        return events;
+    }
+
+    /// <summary>How long until the next flag an enabled interrupt waits for can rise (null: none is enabled).</summary>
+    public TimeSpan? NextInterruptIn()
+    {
+        var b = _ram[RegB];
+        TimeSpan? next = null;
+        if ((b & (Uie | Aie)) != 0 && (b & Set) == 0)
+            next = TimeSpan.FromTicks(TimeSpan.TicksPerSecond - Now.Ticks % TimeSpan.TicksPerSecond);
+        if ((b & Pie) != 0 && Period is { } period)
+        {
+            var p = TimeSpan.FromTicks(period.Ticks - _utcNow().Ticks % period.Ticks);
+            if (next is null || p < next) next = p;
+        }
+        return next;
+    }
+
+    private bool AlarmMatches(DateTime t)
+    {
+        static bool DontCare(byte v) => (v & 0xc0) == 0xc0;
+        byte s = _ram[SecondsAlarm], m = _ram[MinutesAlarm], h = _ram[HoursAlarm];
+        return (DontCare(s) || Decode(s) == t.Second)
+               && (DontCare(m) || Decode(m) == t.Minute)
+               && (DontCare(h) || DecodeHour(h) == t.Hour);
+    }
+
+    private void UpdateIrqf()
+    {
+        if ((_flags & _ram[RegB] & (Pf | Af | Uf)) != 0) _flags |= Irqf;
+        else _flags &= unchecked((byte)~Irqf);
     }
 
     public bool NmiMasked { get; private set; }
@@ -88,13 +176,22 @@ public sealed class CmosRtc
             Century => Encode(now.Year / 100),
             // UIP: the update cycle runs in the last 244 µs of each second.
             RegA => (byte)((_ram[RegA] & 0x7f) | (now.Ticks % TimeSpan.TicksPerSecond >= TimeSpan.TicksPerSecond - 2440 ? Uip : 0)),
-            RegC => 0,
+            RegC => ReadAndClearFlags(),
             _ => _ram[reg & 0x7f],
         };
     }
 
+    private byte ReadAndClearFlags()
+    {
+        CatchUp();
+        var c = _flags;
+        _flags = 0;
+        return c;
+    }
+
     public void WriteRegister(byte reg, byte value)
     {
+        CatchUp(); // what the clock did under the old register values comes first
         switch (reg)
         {
             case 0 or 2 or 4 or 7 or 8 or 9 or Century:
@@ -104,6 +201,11 @@ public sealed class CmosRtc
                 break; // the weekday follows from the date
             case RegA:
                 _ram[RegA] = (byte)(value & 0x7f); // UIP is read-only
+                _lastPeriod = Period is { } period ? _utcNow().Ticks / period.Ticks : 0;
+                break;
+            case RegB:
+                _ram[RegB] = value;
+                UpdateIrqf();
                 break;
             case RegC or RegD:
                 break; // read-only
@@ -151,9 +253,10 @@ public sealed class CmosRtc
             return; // an impossible date is dropped, not stored
         var wanted = new DateTime(year, month, day, hour, minute, second, DateTimeKind.Utc).AddTicks(now.Ticks % TimeSpan.TicksPerSecond);
         _offset += wanted - now;
+        _lastSecond = Now.Ticks / TimeSpan.TicksPerSecond; // a clock set is no update: no flags owed for the jump
     }
 
-    public CmosRtcState Save() => new(_ram.ToArray(), _index, NmiMasked, _offset);
+    public CmosRtcState Save() => new(_ram.ToArray(), _index, NmiMasked, _offset, _flags);
 
     /// <summary>Takes a saved state, after checking every field (a <see cref="DeviceStateException"/> names the one that cannot be).</summary>
     public void Restore(CmosRtcState state)
@@ -169,6 +272,8 @@ public sealed class CmosRtc
         _index = state.Index;
         NmiMasked = state.NmiMasked;
         _offset = state.ClockOffset;
+        _flags = state.Flags;
+        _lastSecond = Now.Ticks / TimeSpan.TicksPerSecond;
     }
 
     private static DeviceStateException Invalid(string field, string problem) => new($"cmos-rtc state: {field}: {problem}");

@@ -1,4 +1,4 @@
-using System.Text.Json.Nodes;
+using KvmActors.Sdk;
 
 namespace KvmActors.Host.Qemu;
 
@@ -41,7 +41,6 @@ public static class QemuCommand
 
         var dir = Directory.CreateTempSubdirectory("kvmactors-qemu-");
         var guestFile = Path.Combine(dir.FullName, "guest.conf");
-        var reportFile = Path.Combine(dir.FullName, "report.json");
         await File.WriteAllTextAsync(guestFile, QemuCommandLine.ToHocon(q, Environment.CurrentDirectory));
         var realError = Console.Error;
         var held = new StringWriter();
@@ -50,21 +49,15 @@ public static class QemuCommand
         int status;
         try
         {
-            status = await Cli.RunAsync(["run", guestFile, "--report", reportFile]);
+            status = await Cli.RunAsync(["run", guestFile]);
         }
         finally
         {
             Console.SetError(realError);
-        }
-        try
-        {
-            var reason = File.Exists(reportFile) ? JsonNode.Parse(await File.ReadAllTextAsync(reportFile))?["reason"]?.GetValue<string>() : null;
-            if (reason is not ("GuestExit" or "Halted")) await realError.WriteAsync(held.ToString());
-            return status == ExitCodes.Usage ? BadCommandLine : status;
-        }
-        finally
-        {
             dir.Delete(recursive: true);
         }
+        // Ended at the guest's own request (debug-exit, S5, or S3 with on-suspend = end): stderr stays quiet.
+        if (RunCommand.LastEndReason is not (VmEndReason.GuestExit or VmEndReason.Halted)) await realError.WriteAsync(held.ToString());
+        return status == ExitCodes.Usage ? BadCommandLine : status;
     }
 }

@@ -21,6 +21,12 @@ public sealed record QemuInvocation
     public string Name { get; init; } = "qemu";
     /// <summary>-cpu MODEL,-feature: the features to hide (guest.cpuid.mask).</summary>
     public IReadOnlyList<string> CpuidMask { get; init; } = [];
+    /// <summary>-s or -gdb DEV: where the gdb stub listens (guest.gdb.listen), null without one.</summary>
+    public string? Gdb { get; init; }
+    /// <summary>-gdb tcp:HOST:PORT with a HOST that is not loopback: QEMU listens there, so guest.gdb.allow-remote.</summary>
+    public bool GdbRemote { get; init; }
+    /// <summary>-S: no vCPU runs before gdb continues (guest.gdb.wait).</summary>
+    public bool GdbWait { get; init; }
     /// <summary>-help, -version or -device help: print this and exit 0 without running anything.</summary>
     public string? Print { get; init; }
 }
@@ -46,9 +52,10 @@ public static class QemuCommandLine
           -device pc-testdev | pci-testdev (accepted; PCI host bridge: empty bus)
           -serial stdio|none|file:PATH
           -display none, -nographic, -nodefaults, -no-reboot, --no-reboot
-          -machine accel=kvm (other accelerators are an error), -accel kvm, -enable-kvm
+          -machine [pc|q35][,accel=kvm][,pit=on|off] (other accelerators are an error), -accel kvm, -enable-kvm
           -global kvm-pit.lost_tick_policy=... (accepted), -name NAME
           -cpu host|max|qemu64|kvm64[,+F][,-F]  (-F hides a known CPUID feature; +F is accepted, not forced)
+          -s (-gdb tcp::1234), -gdb tcp:[HOST]:PORT|unix:PATH|none, -S (wait for gdb's continue; needs -s or -gdb)
           -version, -help, -device help
         an unknown option is an error naming it; exit status 1, as QEMU's for a bad command line
 
@@ -90,6 +97,9 @@ public static class QemuCommandLine
                     if (display != "none") throw new QemuUsageException($"-display {display}: only -display none is supported");
                     break;
                 case "-nographic" or "-nodefaults" or "-no-reboot" or "-enable-kvm": break;
+                case "-s": q = q with { Gdb = "tcp::1234", GdbRemote = false }; break;
+                case "-gdb": q = ParseGdb(q, Next()); break;
+                case "-S": q = q with { GdbWait = true }; break;
                 case "-machine" or "-M": CheckMachine(Next()); break;
                 case "-accel":
                     var accel = Next();
@@ -115,7 +125,28 @@ public static class QemuCommandLine
             }
         }
         if (q.Kernel is null) throw new QemuUsageException("no -kernel given (KvmActors runs kernels, not disk images)");
+        if (q.GdbWait && q.Gdb is null)
+            throw new QemuUsageException("-S: without -s or -gdb nothing could start the CPU (KvmActors has no monitor; gdb's continue starts it)");
         return q;
+    }
+
+    /// <summary>
+    /// -gdb DEV as QEMU's chardev: tcp::PORT (loopback here; QEMU listens on every address), tcp:HOST:PORT (a host
+    /// other than loopback is what the user asked QEMU for, so allowed), unix:PATH[,server=on,...] (the options are
+    /// QEMU's defaults for -gdb and dropped), none.
+    /// </summary>
+    private static QemuInvocation ParseGdb(QemuInvocation q, string dev)
+    {
+        if (dev == "none") return q with { Gdb = null, GdbRemote = false };
+        var address = dev.Split(',')[0];
+        if (address.StartsWith("unix:") && address.Length > 5) return q with { Gdb = address, GdbRemote = false };
+        if (address.StartsWith("tcp:") && address.LastIndexOf(':') is var colon and > 3
+            && ushort.TryParse(address[(colon + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out _))
+        {
+            var host = address[4..colon];
+            return q with { Gdb = address, GdbRemote = host is not ("" or "localhost" or "127.0.0.1" or "::1" or "[::1]") };
+        }
+        throw new QemuUsageException($"-gdb {dev}: supported are tcp:[HOST]:PORT, unix:PATH and none");
     }
 
     private static void CheckMachine(string value)
@@ -130,6 +161,10 @@ public static class QemuCommandLine
                 case "accel":
                     throw new QemuUsageException($"-machine accel={val}: only the kvm accelerator is supported");
                 case "type" when val is "pc" or "q35" or "pc-i440fx" || val.StartsWith("pc-"):
+                    break;
+                // No firmware runs here, so nothing programs the in-kernel PIT: it stays as quiet as QEMU's pit=off
+                // (kvm-unit-tests' vmexit_ipi asks for that so no timer tick disturbs the IPI measurement).
+                case "pit" when val is "on" or "off":
                     break;
                 default:
                     throw new QemuUsageException($"-machine {part}: not supported");
@@ -251,12 +286,14 @@ public static class QemuCommandLine
             sb.AppendLine("    ]");
         }
         sb.AppendLine("  }");
+        if (q.Gdb is { } gdb)
+            sb.AppendLine($"  gdb {{ listen = {Quote(gdb)}, wait = {(q.GdbWait ? "true" : "false")}, allow-remote = {(q.GdbRemote ? "true" : "false")} }}");
         sb.AppendLine("  devices {");
         var sink = q.Serial switch { "stdio" => "stdout", "none" => "null", var f => Quote("file:" + Abs(f[5..])) };
         sb.AppendLine($"    com1.options.sink = {sink}");
         Device(sb, "fw-cfg", "fw-cfg", ["0x510-0x511"]);
         Device(sb, "rtc", "cmos-rtc", ["0x70-0x71"]);
-        Device(sb, "acpi-pm", "acpi-pm", ["0x600-0x60b"]);
+        Device(sb, "acpi-pm", "acpi-pm", ["0x600-0x60b"], options: "on-suspend = resume"); // QEMU wakes from S3
         Device(sb, "pci", "pci-host-none", ["0xcf8-0xcff"]);
         if (q.DebugExit is { } exit)
             Device(sb, "debug-exit", "debug-exit", [$"0x{exit.Base:x}-0x{exit.Base + exit.Size - 1:x}"]);
@@ -267,12 +304,13 @@ public static class QemuCommandLine
         return sb.ToString();
     }
 
-    private static void Device(StringBuilder sb, string name, string type, string[] ports, string[]? mmio = null)
+    private static void Device(StringBuilder sb, string name, string type, string[] ports, string[]? mmio = null, string? options = null)
     {
         sb.AppendLine($"    {name} {{");
         sb.AppendLine($"      type = {type}");
         sb.AppendLine($"      ports = [{string.Join(", ", ports.Select(p => $"\"{p}\""))}]");
         if (mmio is not null) sb.AppendLine($"      mmio = [{string.Join(", ", mmio.Select(p => $"\"{p}\""))}]");
+        if (options is not null) sb.AppendLine($"      options {{ {options} }}");
         sb.AppendLine("    }");
     }
 }

@@ -13,8 +13,12 @@ public readonly record struct DeviceAccess(AddressSpace Space, ulong Address, ul
     public ulong AllOnes => Size >= 8 ? ulong.MaxValue : (1UL << (Size * 8)) - 1;
 }
 
-/// <summary>The guest wrote to an I/O port (OUT). One-way: the vCPU does not wait.</summary>
-public sealed record PortWrite(ushort Port, ushort Offset, int Size, uint Value, int VcpuId);
+/// <summary>
+/// The guest wrote to an I/O port (OUT). One-way: the vCPU does not wait, unless the device type asked for it
+/// (<see cref="DeviceTypeAttribute.WaitForWrites"/>): then <paramref name="Seq"/> is not 0 and the vCPU goes on only
+/// once the write was handled (<see cref="ReadCompleted"/> with that Seq, which <see cref="DeviceActor"/> sends).
+/// </summary>
+public sealed record PortWrite(ushort Port, ushort Offset, int Size, uint Value, int VcpuId, long Seq = 0);
 
 /// <summary>The guest reads an I/O port (IN). The vCPU waits for a <see cref="ReadCompleted"/> with the same Seq.</summary>
 public sealed record PortRead(ushort Port, ushort Offset, int Size, int VcpuId, long Seq);
@@ -25,5 +29,5 @@ public sealed record MmioWrite(ulong Address, ulong Offset, int Size, ulong Valu
 /// <summary>The guest reads a device's MMIO range; answered with <see cref="ReadCompleted"/>.</summary>
 public sealed record MmioRead(ulong Address, ulong Offset, int Size, int VcpuId, long Seq);
 
-/// <summary>A device's answer to a <see cref="PortRead"/> or <see cref="MmioRead"/>.</summary>
+/// <summary>A device's answer to a <see cref="PortRead"/> or <see cref="MmioRead"/> (or a waited-for <see cref="PortWrite"/>, Value 0).</summary>
 public sealed record ReadCompleted(long Seq, ulong Value);

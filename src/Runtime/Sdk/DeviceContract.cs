@@ -12,7 +12,16 @@ namespace KvmActors.Sdk;
 public sealed class DeviceTypeAttribute(string name) : Attribute
 {
     public string Name { get; } = name;
+
+    /// <summary>
+    /// The vCPU waits until each OUT to this device was handled before it runs the guest on, as on a real bus (for a
+    /// write that stops the machine, e.g. ACPI sleep); other devices' writes are posted. Costs a round trip per OUT.
+    /// </summary>
+    public bool WaitForWrites { get; init; }
 }
+
+/// <summary>A waited-for write whose completion the device holds back (<see cref="DeviceActor.DeferWriteCompletion"/>).</summary>
+public sealed record PendingWrite(IActorRef Vcpu, long Seq);
 
 
 /// <summary>
@@ -129,9 +138,12 @@ public abstract class DeviceActor : UntypedActor
         switch (message)
         {
             case PortWrite w:
+                _waitedWrite = w.Seq != 0 ? new PendingWrite(sender, w.Seq) : null;
                 OnWrite(new DeviceAccess(AddressSpace.Port, w.Port, w.Offset, w.Size, w.VcpuId), w.Value);
                 PublishReadSnapshot();
                 _readPath.WriteHandled(w.VcpuId);
+                if (_waitedWrite is { } done) CompleteWrite(done);
+                _waitedWrite = null;
                 break;
             case PortRead r:
                 value = OnRead(new DeviceAccess(AddressSpace.Port, r.Port, r.Offset, r.Size, r.VcpuId)) & Mask(r.Size);
@@ -247,6 +259,22 @@ public abstract class DeviceActor : UntypedActor
     }
 
     private static ulong Mask(int size) => size >= 8 ? ulong.MaxValue : (1UL << (size * 8)) - 1;
+
+    private PendingWrite? _waitedWrite;
+
+    /// <summary>
+    /// From <see cref="OnWrite"/> of a waited-for write (<see cref="DeviceTypeAttribute.WaitForWrites"/>): the vCPU
+    /// stays in the write until <see cref="CompleteWrite"/> (null for a posted write, which nobody waits for).
+    /// </summary>
+    protected PendingWrite? DeferWriteCompletion()
+    {
+        var w = _waitedWrite;
+        _waitedWrite = null;
+        return w;
+    }
+
+    /// <summary>Let the vCPU go on after a write whose completion was deferred.</summary>
+    protected void CompleteWrite(PendingWrite write) => Reply(write.Vcpu, new ReadCompleted(write.Seq, 0));
 
     /// <summary>Drive one of this device's IRQ lines (routed to KVM's irqchip when the VM has one).</summary>
     protected void SetIrq(int line, bool level)

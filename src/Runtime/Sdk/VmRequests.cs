@@ -24,3 +24,25 @@ public sealed record RequestVmEnd(VmEndReason Reason, string Detail, int ExitSta
 
 /// <summary>A device drives one of its interrupt lines.</summary>
 public sealed record SetIrqLine(int Line, bool Level, string DeviceName);
+
+/// <summary>
+/// A device asks the VM to suspend (ACPI S3 through PM1 control): no vCPU runs the guest until the same device asks
+/// for <see cref="RequestVmResume"/>; RAM and devices keep their state. Meanwhile the VM hands each
+/// <see cref="WakeEvent"/> to that device, which decides whether it wakes the machine.
+/// </summary>
+public sealed record RequestVmSuspend(string Detail);
+
+/// <summary>The VM to the device that asked for <see cref="RequestVmSuspend"/>: no vCPU runs the guest any more.</summary>
+public sealed record VmSuspended;
+
+/// <summary>
+/// A device saw something that wakes a sleeping PC (the RTC alarm): <paramref name="Source"/> names it ("rtc"). A
+/// running VM drops it; a suspended one passes it to the device that suspended it.
+/// </summary>
+public sealed record WakeEvent(string Source);
+
+/// <summary>
+/// The device that suspended the VM wakes it: the vCPUs start again as after a reset, vCPU 0 in real mode at the
+/// FACS firmware waking vector (as firmware resuming from S3 jumps there), the others waiting for INIT/SIPI.
+/// </summary>
+public sealed record RequestVmResume(string Detail);

@@ -20,14 +20,7 @@ public sealed class AcpiKvmTests(ITestOutputHelper output) : KvmTestKit(output)
               type = acpi-pm
               ports = ["0x600-0x60b"]
             }
-            rtc {
-              type = cmos-rtc
-              ports = ["0x70-0x71"]
-            }
-            exit {
-              type = debug-exit
-              ports = ["0xf4"]
-            }
+            {{Qemu.PcTestdevKvmTests.RtcEntry + Qemu.PcTestdevKvmTests.ExitEntry}}
             """)), TimeSpan.FromSeconds(20));
 
         var text = SinkText(sink);

@@ -102,4 +102,75 @@ public sealed class PmAndCmosTests
         Assert.False(c.NmiMasked);
         Assert.Equal(0xff, c.Read(0));
     }
+
+    private static void Set(CmosRtc c, byte reg, byte value) { c.Write(0, reg); c.Write(1, value); }
+
+    [Fact]
+    public void Rtc_update_ended_flag_rises_each_second_and_raises_irq8_only_when_enabled_and_reading_c_clears_it()
+    {
+        var now = Fixed.AddMilliseconds(500);
+        var c = new CmosRtc(() => now, 1, 1UL << 20, 0);
+        Set(c, CmosRtc.RegA, 0x20); // no periodic rate: only the update flag moves
+        Assert.Equal(0, Reg(c, CmosRtc.RegC));
+        now = now.AddSeconds(1);
+        Assert.Equal(CmosRtc.Uf, Reg(c, CmosRtc.RegC)); // UF without UIE: a flag, no interrupt
+        Assert.False(c.Irq);
+        Assert.Equal(0, Reg(c, CmosRtc.RegC));          // cleared by the read
+        Assert.Null(c.NextInterruptIn());
+        Set(c, CmosRtc.RegB, 0x02 | CmosRtc.Uie);
+        Assert.Equal(TimeSpan.FromMilliseconds(500), c.NextInterruptIn());
+        now = now.AddSeconds(1);
+        Assert.Equal(CmosRtc.Uf, c.CatchUp());
+        Assert.True(c.Irq);
+        Assert.Equal(CmosRtc.Irqf | CmosRtc.Uf, Reg(c, CmosRtc.RegC));
+        Assert.False(c.Irq);
+        Set(c, CmosRtc.RegB, 0x02 | CmosRtc.Set | CmosRtc.Uie); // SET: the clock does not update
+        now = now.AddSeconds(3);
+        Assert.Equal(0, Reg(c, CmosRtc.RegC));
+    }
+
+    [Fact]
+    public void Rtc_alarm_matches_the_alarm_registers_with_dont_care_values_and_periodic_flag_follows_register_a()
+    {
+        var now = Fixed.AddMilliseconds(100);
+        var c = new CmosRtc(() => now, 1, 1UL << 20, 0);
+        Set(c, CmosRtc.RegA, 0x20);
+        Set(c, CmosRtc.SecondsAlarm, 0x11); // 21:05:11 in BCD
+        Set(c, CmosRtc.MinutesAlarm, 0x05);
+        Set(c, CmosRtc.HoursAlarm, 0x21);
+        Set(c, CmosRtc.RegB, 0x02 | CmosRtc.Aie);
+        now = now.AddSeconds(1);                                     // 21:05:10
+        Assert.Equal(CmosRtc.Uf, Reg(c, CmosRtc.RegC));
+        now = now.AddSeconds(1);                                     // 21:05:11
+        Assert.Equal(CmosRtc.Af, c.CatchUp() & CmosRtc.Af);
+        Assert.Equal(CmosRtc.Irqf | CmosRtc.Af | CmosRtc.Uf, Reg(c, CmosRtc.RegC));
+        now = now.AddSeconds(1);
+        Assert.Equal(CmosRtc.Uf, Reg(c, CmosRtc.RegC));              // 21:05:12: no match
+        Set(c, CmosRtc.SecondsAlarm, 0xc0);                          // don't care: every second
+        Set(c, CmosRtc.MinutesAlarm, 0xc0);
+        Set(c, CmosRtc.HoursAlarm, 0xff);
+        now = now.AddSeconds(1);
+        Assert.Equal(CmosRtc.Irqf | CmosRtc.Af | CmosRtc.Uf, Reg(c, CmosRtc.RegC));
+
+        Set(c, CmosRtc.RegB, 0x02 | CmosRtc.Pie);
+        Set(c, CmosRtc.RegA, 0x2f);                                  // rate 15: 2 Hz
+        Assert.Equal(TimeSpan.FromMilliseconds(500), c.Period);
+        Assert.InRange(c.NextInterruptIn()!.Value, TimeSpan.Zero, TimeSpan.FromMilliseconds(500));
+        now = now.AddMilliseconds(300);                              // xx.4 s: no half-second boundary passed
+        Assert.Equal(0, Reg(c, CmosRtc.RegC) & CmosRtc.Pf);
+        now = now.AddMilliseconds(300);                              // xx.7 s: xx.5 passed
+        Assert.Equal(CmosRtc.Irqf | CmosRtc.Pf, Reg(c, CmosRtc.RegC));
+    }
+
+    [Fact]
+    public void Pm1_wake_from_the_rtc_sets_wak_sts_and_rtc_sts_only_when_rtc_en_is_set()
+    {
+        var pm = new AcpiPmRegisters(() => TimeSpan.Zero);
+        Assert.False(pm.Wake("rtc"));
+        Assert.Equal(0, pm.Status);
+        pm.Write(2, 2, AcpiPmRegisters.RtcEn);
+        Assert.False(pm.Wake("power-button")); // no other wake source is modelled
+        Assert.True(pm.Wake("rtc"));
+        Assert.Equal(AcpiPmRegisters.WakSts | AcpiPmRegisters.RtcSts, pm.Status);
+    }
 }

@@ -1,5 +1,8 @@
+using System.Diagnostics;
 using KvmActors.Host.Qemu;
 using KvmActors.Runtime.Config;
+using KvmActors.Runtime.Debug;
+using KvmActors.Tests.Gdb;
 using KvmActors.Tests.Platform;
 using KvmActors.Tests.Support;
 using Xunit;
@@ -53,6 +56,14 @@ public sealed class QemuCommandTests
         Assert.Equal(["tsc-deadline", "pcid"], q.CpuidMask);
         Assert.Contains("cpuid.mask = [\"tsc-deadline\", \"pcid\"]", QemuCommandLine.ToHocon(q, "/"));
     }
+
+    [Theory]
+    [InlineData("accel=kvm")]
+    [InlineData("pc,accel=kvm:tcg")]
+    [InlineData("q35")]
+    [InlineData("pit=off")] // kvm-unit-tests' vmexit_ipi
+    public void Machine_options_harnesses_pass_are_accepted(string machine) =>
+        Assert.Equal("k", QemuCommandLine.Parse(["-kernel", "k", "-machine", machine]).Kernel);
 
     [Fact]
     public void A_missing_kernel_gives_the_message_harnesses_probe_for()
@@ -121,5 +132,73 @@ public sealed class QemuCommandTests
             Assert.Equal("", r.Stderr); // harnesses take stderr output as a VMM failure
         }
         finally { dir.Delete(true); }
+    }
+
+    [Fact]
+    public void Gdb_options_map_onto_the_gdb_stub_and_minus_S_without_a_stub_is_an_error()
+    {
+        var kernel = Path.GetTempFileName();
+        File.WriteAllBytes(kernel, PlatformGuests.MultibootFlatKernel());
+        GuestSpec Spec(params string[] args) =>
+            GuestConfigLoader.FromText(QemuCommandLine.ToHocon(QemuCommandLine.Parse(["-kernel", kernel, .. args]), "/"), "qemu.conf", "/");
+
+        Assert.Null(Spec().Gdb);
+        Assert.Equal(new GdbSpec("tcp::1234", Wait: false, AllowRemote: false), Spec("-s").Gdb);
+        Assert.Equal(new GdbSpec("tcp::1234", Wait: true, AllowRemote: false), Spec("-s", "-S").Gdb);
+        Assert.Equal(new GdbSpec("unix:/tmp/g.sock", Wait: true, AllowRemote: false), Spec("-S", "-gdb", "unix:/tmp/g.sock,server=on,wait=off").Gdb);
+        Assert.Equal(new GdbSpec("tcp:localhost:4321", Wait: false, AllowRemote: false), Spec("-gdb", "tcp:localhost:4321").Gdb);
+        Assert.Equal(new GdbSpec("tcp:0.0.0.0:4321", Wait: false, AllowRemote: true), Spec("--gdb", "tcp:0.0.0.0:4321").Gdb); // QEMU listens where it is told
+        Assert.Null(Spec("-s", "-gdb", "none").Gdb);
+        Assert.StartsWith("-S: without -s or -gdb nothing could start the CPU",
+            Assert.Throws<QemuUsageException>(() => QemuCommandLine.Parse(["-kernel", "k", "-S"])).Message);
+        Assert.StartsWith("-gdb pty: supported are tcp:[HOST]:PORT, unix:PATH and none",
+            Assert.Throws<QemuUsageException>(() => QemuCommandLine.Parse(["-kernel", "k", "-gdb", "pty"])).Message);
+        File.Delete(kernel);
+    }
+
+    [KvmFact]
+    public void An_s3_suspend_stops_the_vcpu_at_the_write_and_the_rtc_alarm_resumes_it_in_real_mode_at_the_waking_vector()
+    {
+        WithKernel(S3Guests.SleepAndWakeByRtcAlarm(), (kernel, _) =>
+        {
+            var r = Kvmactors.Run("qemu", "-kernel", kernel, "-device", "isa-debug-exit,iobase=0xf4,iosize=4", "-nodefaults", "-serial", "stdio");
+            // 0x21: PM1 status has RTC_STS and WAK_STS, and the marker the guest sets after its S3 write is still 0.
+            Assert.True(PlatformGuests.ExitStatus(S3Guests.ResumedExit) == r.ExitCode, $"exit {r.ExitCode}; stderr: {r.Stderr}");
+            Assert.Equal("", r.Stderr);
+        });
+    }
+
+    /// <summary>Runs <paramref name="body"/> with <paramref name="image"/> written to a kernel file in a temporary directory (both passed).</summary>
+    private static void WithKernel(byte[] image, Action<string, string> body)
+    {
+        var dir = Directory.CreateTempSubdirectory("qemu-kernel-");
+        try
+        {
+            var kernel = Path.Combine(dir.FullName, "kernel.flat");
+            File.WriteAllBytes(kernel, image);
+            body(kernel, dir.FullName);
+        }
+        finally { dir.Delete(true); }
+    }
+
+    [GdbFact]
+    public void Minus_S_with_minus_gdb_holds_the_kernel_until_gdb_continues_and_the_debug_exit_status_comes_back()
+    {
+        WithKernel(PlatformGuests.MultibootFlatKernel(), (kernel, dir) =>
+        {
+            var socket = Path.Combine(dir, "gdb.sock");
+            using var vm = new Kvmactors.Running("qemu", "-kernel", kernel, "-append", "held", "-S", "-gdb", $"unix:{socket},server=on,wait=off",
+                "-device", "isa-debug-exit,iobase=0xf4,iosize=4", "-serial", "stdio");
+            Assert.True(vm.WaitUntil(_ => File.Exists(socket), TimeSpan.FromSeconds(30)), $"no gdb socket; stderr: {vm.Stderr}");
+            Assert.Equal("", vm.Stdout); // -S: the kernel has not run
+
+            var gdb = new ProcessStartInfo(GdbAvailability.Path) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
+            foreach (var a in new[] { "-batch", "-nx", "-ex", $"target remote {socket}", "-ex", "continue" }) gdb.ArgumentList.Add(a);
+            var g = Kvmactors.RunProcess(gdb, TimeSpan.FromSeconds(60));
+            var ended = vm.WaitForExit(TimeSpan.FromSeconds(30));
+            Assert.True(PlatformGuests.ExitStatus(PlatformGuests.MultibootExit) == ended.ExitCode,
+                $"exit {ended.ExitCode}; stderr: {ended.Stderr}; gdb: {g.Stdout}{g.Stderr}");
+            Assert.StartsWith($"{kernel} held", ended.Stdout);
+        });
     }
 }

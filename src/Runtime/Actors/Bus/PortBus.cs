@@ -9,7 +9,8 @@ namespace KvmActors.Runtime.Bus;
 /// </summary>
 public sealed class PortBus
 {
-    public sealed record Entry(string DeviceName, PortRange Range, IActorRef Device);
+    /// <summary>A device's port range; <paramref name="WaitForWrites"/>: its OUTs are waited for (<see cref="Sdk.DeviceTypeAttribute.WaitForWrites"/>).</summary>
+    public sealed record Entry(string DeviceName, PortRange Range, IActorRef Device, bool WaitForWrites = false);
 
     private readonly RangeMap<Entry> _map;
     public IReadOnlyList<Entry> Entries => _map.Entries;

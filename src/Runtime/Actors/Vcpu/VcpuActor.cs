@@ -127,6 +127,9 @@ public sealed partial class VcpuActor : UntypedActor, IVcpuExitActions
             case CompleteVcpuExit:
                 OnCompleteExit(Sender);
                 break;
+            case ResetVcpu reset:
+                OnResetVcpu(reset);
+                break;
             case ReadCompleted:
                 break; // a late answer to a read nobody waits for any more
             default:

@@ -70,6 +70,9 @@ public sealed class VcpuExitHandler
     private struct PendingRead
     {
         public bool IsMmio;
+        /// <summary>The last item of an OUT to a device whose writes are waited for.</summary>
+        public bool IsWrite;
+        public uint WriteValue;
         public ushort Port;
         public int Size;
         public uint Count;
@@ -141,6 +144,10 @@ public sealed class VcpuExitHandler
         {
             Store(run.Mmio.Data, value);
         }
+        else if (_pending.IsWrite)
+        {
+            _progress.ItemsDone = _pending.Count; // the waited-for last item of an OUT was handled
+        }
         else
         {
             Store(run.Io.Item(_progress.ItemsDone), value);
@@ -181,12 +188,18 @@ public sealed class VcpuExitHandler
         {
             // ItemsDone counts what was delivered, so a restart never sends an item twice.
             var path = ReadPath(entry);
-            for (; _progress.ItemsDone < count; _progress.ItemsDone++)
+            var posted = entry.WaitForWrites ? count - 1 : count;
+            for (; _progress.ItemsDone < posted; _progress.ItemsDone++)
             {
                 path.WriteSending(_id);
                 _actions.Send(entry.Device, new PortWrite(port, offset, size, (uint)Load(io.Item(_progress.ItemsDone)), _id));
             }
-            return ExitResult.Done;
+            if (!entry.WaitForWrites) return ExitResult.Done;
+            // The last item is waited for (the device handles them in order): answered like a read.
+            _pending = PendingFrom(run);
+            path.WriteSending(_id);
+            SendPendingRead();
+            return ExitResult.AwaitingRead;
         }
 
         // A register whose read has no side effect, with no write to the device unhandled: answered from the
@@ -256,15 +269,22 @@ public sealed class VcpuExitHandler
         }
         var io = run.Io;
         var e = _ports.Lookup(io.Port)!;
-        return new PendingRead { Port = io.Port, Size = io.Size, Count = io.Count, Device = e.Device, RangeFirst = e.Range.First };
+        return new PendingRead
+        {
+            IsWrite = io.IsOut, WriteValue = io.IsOut ? (uint)Load(io.Item(io.Count - 1)) : 0,
+            Port = io.Port, Size = io.Size, Count = io.Count, Device = e.Device, RangeFirst = e.Range.First,
+        };
     }
 
     private void SendPendingRead()
     {
         var seq = ++_progress.ReadSeq;
+        var offset = (ushort)(_pending.Port - _pending.RangeFirst);
         object read = _pending.IsMmio
             ? new MmioRead(_pending.MmioAddress, _pending.MmioAddress - _pending.RangeFirst, _pending.Size, _id, seq)
-            : new PortRead(_pending.Port, (ushort)(_pending.Port - _pending.RangeFirst), _pending.Size, _id, seq);
+            : _pending.IsWrite
+                ? new PortWrite(_pending.Port, offset, _pending.Size, _pending.WriteValue, _id, seq)
+                : new PortRead(_pending.Port, offset, _pending.Size, _id, seq);
         _progress.ReadInFlight = true;
         _actions.Send(_pending.Device, read);
     }

@@ -49,3 +49,10 @@ internal sealed class RunGuest
     public static readonly RunGuest Instance = new();
     private RunGuest() { }
 }
+
+/// <summary>
+/// The VM resumes from S3: the paused vCPU drops what it was doing and starts again as after a reset, in real mode
+/// at <paramref name="RealModeEntry"/> (the BSP) or, with null, waiting for INIT/SIPI (an AP). It stays paused until
+/// <see cref="ResumeVcpu"/>; a failure to set the state is a guest failure (the VM ends naming it).
+/// </summary>
+public sealed record ResetVcpu(ulong? RealModeEntry);

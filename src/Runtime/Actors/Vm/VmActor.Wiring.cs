@@ -77,7 +77,8 @@ public sealed partial class VmActor
             // Before its Identify below, so the device has its saved state before any access can reach it.
             if (_restore?.State.Devices.FirstOrDefault(s => s.Name == d.Name)?.State is { } saved)
                 actor.Tell(new RestoreDeviceState(saved));
-            portEntries.AddRange(d.Ports.Select(r => new PortBus.Entry(d.Name, r, actor)));
+            var waitForWrites = type.GetCustomAttributes(typeof(DeviceTypeAttribute), false) is [DeviceTypeAttribute { WaitForWrites: true }];
+            portEntries.AddRange(d.Ports.Select(r => new PortBus.Entry(d.Name, r, actor, waitForWrites)));
             mmioEntries.AddRange(d.Mmio.Select(r => new MmioBus.Entry(d.Name, r, actor)));
         }
         _ports = PortBus.Build(portEntries);

@@ -14,7 +14,7 @@ namespace KvmActors.Runtime.Vm;
 /// <para>
 /// Where to look: this file has the state and the message switch; VmActor.Wiring.cs the set-up (machine,
 /// devices, vCPUs in batches); VmActor.Lifecycle.cs how the VM ends (end requests, the halt policy and its
-/// flush, children stopping, the end report); VmActor.PauseStop.cs pause, resume and kicks; VmActor.Guest.cs
+/// flush, children stopping, the end report); VmActor.PauseStop.cs pause, resume and kicks; VmActor.Suspend.cs ACPI S3; VmActor.Guest.cs
 /// what the guest causes (failures, unmapped accesses, IRQ lines); VmSupervisorStrategy.cs supervision.
 /// </para>
 /// </summary>
@@ -117,6 +117,17 @@ public sealed partial class VmActor : UntypedActor, IWithTimers
                 OnSetIrqLine(irq);
                 break;
 
+            // ACPI S3 (VmActor.Suspend.cs)
+            case RequestVmSuspend suspend:
+                OnSuspendRequested(suspend);
+                break;
+            case WakeEvent wake:
+                OnWakeEvent(wake);
+                break;
+            case RequestVmResume resume:
+                OnResumeRequested(resume);
+                break;
+
             // pause, resume, kicks (VmActor.PauseStop.cs)
             case PauseVm:
                 Pause();
@@ -139,7 +150,7 @@ public sealed partial class VmActor : UntypedActor, IWithTimers
                 OnSnapshotVm(snap);
                 break;
             case VmPaused:
-                SnapshotPaused(); // our own pause, asked for by a snapshot
+                if (!SuspendPaused()) SnapshotPaused(); // our own pause, asked for by a suspend or a snapshot
                 break;
             case VcpuExitCompleted done:
                 OnVcpuExitCompleted(done);
