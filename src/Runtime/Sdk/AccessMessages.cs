@@ -13,8 +13,12 @@ public readonly record struct DeviceAccess(AddressSpace Space, ulong Address, ul
     public ulong AllOnes => Size >= 8 ? ulong.MaxValue : (1UL << (Size * 8)) - 1;
 }
 
-/// <summary>The guest wrote to an I/O port (OUT). One-way: the vCPU does not wait.</summary>
-public sealed record PortWrite(ushort Port, ushort Offset, int Size, uint Value, int VcpuId);
+/// <summary>
+/// The guest wrote to an I/O port (OUT). One-way: the vCPU does not wait, except for a device whose writes are
+/// awaited (<see cref="DeviceTypeAttribute.AwaitsWrites"/>): then <paramref name="Seq"/> is not 0 and the vCPU waits
+/// for a <see cref="ReadCompleted"/> with it (its value unused).
+/// </summary>
+public sealed record PortWrite(ushort Port, ushort Offset, int Size, uint Value, int VcpuId, long Seq = 0);
 
 /// <summary>The guest reads an I/O port (IN). The vCPU waits for a <see cref="ReadCompleted"/> with the same Seq.</summary>
 public sealed record PortRead(ushort Port, ushort Offset, int Size, int VcpuId, long Seq);

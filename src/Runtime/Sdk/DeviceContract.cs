@@ -12,6 +12,13 @@ namespace KvmActors.Sdk;
 public sealed class DeviceTypeAttribute(string name) : Attribute
 {
     public string Name { get; } = name;
+
+    /// <summary>
+    /// The vCPU that writes to this device's ports waits until the write is handled (and, when the device took
+    /// the <see cref="DeviceActor.TakeWriteAnswer"/>, until it is answered), as it waits for a read: for a device
+    /// whose writes change what the next instruction sees elsewhere (a PCI host bridge moving a BAR).
+    /// </summary>
+    public bool AwaitsWrites { get; set; }
 }
 
 
@@ -38,6 +45,11 @@ public sealed class DeviceContext
     /// </summary>
     public Action<int, bool>? DriveIrqLine { get; init; }
 
+    /// <summary>This device's PCI function when its class is a PCI device (<see cref="IPciDevice"/>), else null.</summary>
+    public PciFunction? Pci { get; init; }
+    /// <summary>Every PCI function of bus 0 (for a host bridge); empty without PCI devices.</summary>
+    public IReadOnlyList<PciFunction> PciBus { get; init; } = [];
+
     /// <summary>
     /// What outlives one incarnation of the device actor: the same context object is handed to every
     /// incarnation (it is captured by the Props), so this is how a restarted device finds its kept state
@@ -50,6 +62,7 @@ public sealed class DeviceContext
         public object? KeptState;
         public (object Message, IActorRef Sender)? Replay;
         public long Accesses;
+        public IReadOnlyList<PciBarMapping>? PciBars;
     }
 }
 
@@ -129,9 +142,12 @@ public abstract class DeviceActor : UntypedActor
         switch (message)
         {
             case PortWrite w:
+                _writeAnswer = w.Seq != 0 ? new WriteAnswer(sender, w.Seq) : null;
                 OnWrite(new DeviceAccess(AddressSpace.Port, w.Port, w.Offset, w.Size, w.VcpuId), w.Value);
                 PublishReadSnapshot();
                 _readPath.WriteHandled(w.VcpuId);
+                if (_writeAnswer is { } owed) Reply(owed.Vcpu, new ReadCompleted(owed.Seq, 0)); // not taken: handled is done
+                _writeAnswer = null;
                 break;
             case PortRead r:
                 value = OnRead(new DeviceAccess(AddressSpace.Port, r.Port, r.Offset, r.Size, r.VcpuId)) & Mask(r.Size);
@@ -161,6 +177,21 @@ public abstract class DeviceActor : UntypedActor
                 PublishReadSnapshot();
                 break;
         }
+    }
+
+    private WriteAnswer? _writeAnswer;
+
+    /// <summary>
+    /// In <see cref="OnWrite"/> of a device whose writes are awaited (<see cref="DeviceTypeAttribute.AwaitsWrites"/>):
+    /// the answer the writing vCPU waits for, which this device now owes (it must hand it on or send
+    /// <c>ReadCompleted(Seq, 0)</c> to its vCPU itself); null for a write nobody waits for. Without this call the
+    /// answer goes as soon as OnWrite returns.
+    /// </summary>
+    protected WriteAnswer? TakeWriteAnswer()
+    {
+        var answer = _writeAnswer;
+        _writeAnswer = null;
+        return answer;
     }
 
     // A state file is input, not a bug of the device: whatever RestoreState throws is the answer, not a crash.

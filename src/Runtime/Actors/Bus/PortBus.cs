@@ -9,7 +9,8 @@ namespace KvmActors.Runtime.Bus;
 /// </summary>
 public sealed class PortBus
 {
-    public sealed record Entry(string DeviceName, PortRange Range, IActorRef Device);
+    /// <param name="AwaitsWrites">The vCPU waits for each write to be answered (<see cref="DeviceTypeAttribute.AwaitsWrites"/>).</param>
+    public sealed record Entry(string DeviceName, PortRange Range, IActorRef Device, bool AwaitsWrites = false);
 
     private readonly RangeMap<Entry> _map;
     public IReadOnlyList<Entry> Entries => _map.Entries;

@@ -56,8 +56,8 @@ public sealed class VcpuExitHandler
 
     private readonly int _id;
     private readonly int _vcpuCount;
-    private readonly PortBus _ports;
-    private readonly MmioBus _mmio;
+    private PortBus _ports;
+    private MmioBus _mmio;
     private readonly Func<ulong, bool> _isReadOnly;
     private readonly UnmappedAccessPolicy _unmapped;
     private readonly bool _readSnapshots;
@@ -70,6 +70,7 @@ public sealed class VcpuExitHandler
     private struct PendingRead
     {
         public bool IsMmio;
+        public bool IsWrite; // an OUT to a device whose writes are awaited
         public ushort Port;
         public int Size;
         public uint Count;
@@ -94,6 +95,18 @@ public sealed class VcpuExitHandler
         _readSnapshots = readSnapshots;
         _progress = progress;
         _actions = actions;
+    }
+
+    /// <summary>
+    /// The VM moved device ranges (a PCI BAR): route by these buses from the next exit on. A read in flight keeps
+    /// the device it was sent to.
+    /// </summary>
+    public void Reroute(PortBus ports, MmioBus mmio)
+    {
+        _ports = ports;
+        _mmio = mmio;
+        _lastEntry = null;
+        _lastPath = null;
     }
 
     /// <summary>KVM_RUN returned with an exit in kvm_run: count it and mark it pending (before any handling can fail).</summary>
@@ -143,10 +156,10 @@ public sealed class VcpuExitHandler
         }
         else
         {
-            Store(run.Io.Item(_progress.ItemsDone), value);
+            if (!_pending.IsWrite) Store(run.Io.Item(_progress.ItemsDone), value);
             if (++_progress.ItemsDone < _pending.Count)
             {
-                SendPendingRead();
+                SendPendingRead(run);
                 return ExitResult.AwaitingRead;
             }
         }
@@ -177,6 +190,13 @@ public sealed class VcpuExitHandler
         }
 
         var offset = (ushort)(port - entry.Range.First);
+        if (io.IsOut && entry.AwaitsWrites)
+        {
+            // Each item waits for its answer, as an IN does (SendPendingRead sends a PortWrite with a Seq).
+            _pending = PendingFrom(run);
+            SendPendingRead(run);
+            return ExitResult.AwaitingRead;
+        }
         if (io.IsOut)
         {
             // ItemsDone counts what was delivered, so a restart never sends an item twice.
@@ -199,7 +219,7 @@ public sealed class VcpuExitHandler
         }
 
         _pending = PendingFrom(run);
-        SendPendingRead();
+        SendPendingRead(run);
         return ExitResult.AwaitingRead;
     }
 
@@ -228,7 +248,7 @@ public sealed class VcpuExitHandler
             return ExitResult.Done;
         }
         _pending = PendingFrom(run);
-        SendPendingRead();
+        SendPendingRead(run);
         return ExitResult.AwaitingRead;
     }
 
@@ -256,15 +276,19 @@ public sealed class VcpuExitHandler
         }
         var io = run.Io;
         var e = _ports.Lookup(io.Port)!;
-        return new PendingRead { Port = io.Port, Size = io.Size, Count = io.Count, Device = e.Device, RangeFirst = e.Range.First };
+        return new PendingRead { IsWrite = io.IsOut, Port = io.Port, Size = io.Size, Count = io.Count, Device = e.Device, RangeFirst = e.Range.First };
     }
 
-    private void SendPendingRead()
+    private void SendPendingRead(KvmRunView run)
     {
         var seq = ++_progress.ReadSeq;
+        var offset = (ushort)(_pending.Port - _pending.RangeFirst);
+        if (_pending.IsWrite) DeviceReadPath.Of(_pending.Device, _vcpuCount).WriteSending(_id);
         object read = _pending.IsMmio
             ? new MmioRead(_pending.MmioAddress, _pending.MmioAddress - _pending.RangeFirst, _pending.Size, _id, seq)
-            : new PortRead(_pending.Port, (ushort)(_pending.Port - _pending.RangeFirst), _pending.Size, _id, seq);
+            : _pending.IsWrite
+                ? new PortWrite(_pending.Port, offset, _pending.Size, (uint)Load(run.Io.Item(_progress.ItemsDone)), _id, seq)
+                : new PortRead(_pending.Port, offset, _pending.Size, _id, seq);
         _progress.ReadInFlight = true;
         _actions.Send(_pending.Device, read);
     }
