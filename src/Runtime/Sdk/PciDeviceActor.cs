@@ -12,7 +12,8 @@ public abstract class PciDeviceActor : DeviceActor
     protected PciDeviceActor(DeviceContext context) : base(context)
     {
         if (context.Pci is not { } pci)
-            throw new InvalidOperationException($"{GetType().Name} derives from PciDeviceActor but does not implement IPciDevice (a static DeclarePci)");
+            throw new InvalidOperationException(
+                $"device '{context.Name}' ({GetType().Name}) has no PCI function: the VM gives one to a class that implements IPciDevice (a static DeclarePci)");
         // Where firmware put the BARs, until the host bridge says otherwise (kept across restarts in the carry).
         context.Carry.PciBars ??= pci.Declaration.Bars
             .Where(b => pci.BarAddresses[b.Index] != 0)

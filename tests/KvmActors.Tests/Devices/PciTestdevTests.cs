@@ -84,4 +84,18 @@ public sealed class PciTestdevTests
         m.Write(PciTestdevModel.MemBar, PciTestdevModel.HitOffset(0), 1, 0xfa);
         Assert.All(Enumerable.Range(0, 6), t => Assert.Equal(0u, m.Count(t)));
     }
+
+    [Fact]
+    public void A_saved_state_restores_the_selected_test_and_counts_and_a_bad_one_is_refused()
+    {
+        var m = new PciTestdevModel();
+        m.Write(PciTestdevModel.IoBar, 0, 1, 1);
+        m.Write(PciTestdevModel.IoBar, PciTestdevModel.HitOffset(4), 1, 0);
+        var restored = new PciTestdevModel();
+        restored.Restore(m.Save());
+        Assert.Equal(4, restored.Current);
+        Assert.Equal(1ul, restored.Read(PciTestdevModel.IoBar, 12, 4));
+        Assert.Throws<KvmActors.Sdk.DeviceStateException>(() => restored.Restore(new PciTestdevState(6, new uint[6])));
+        Assert.Throws<KvmActors.Sdk.DeviceStateException>(() => restored.Restore(new PciTestdevState(0, new uint[2])));
+    }
 }

@@ -319,6 +319,35 @@ public static class DeviceGuests
     private const byte PciTestdevDataMatch = 0xfa;
 
     /// <summary>
+    /// Moves pci-testdev's BAR 0 (slot 1) to <paramref name="movedMem"/> (below 1 MiB), selects test 0 there, then
+    /// forever: one hit, and the count the device reads back printed as a hex line (1, 2, 3, ...).
+    /// </summary>
+    public static byte[] PciCountForever(uint movedMem) => Guests.Assemble(16, 0x1000, a =>
+    {
+        var r = new Routines(a);
+        var loop = a.CreateLabel();
+        a.mov(dx, (ushort)0xcf8);
+        a.mov(eax, 0x8000_0810u);
+        a.@out(dx, eax);
+        a.mov(dx, (ushort)0xcfc);
+        a.mov(eax, movedMem);
+        a.@out(dx, eax);
+        SetDs(a, movedMem);
+        a.mov(__byte_ptr[0], 0);
+        a.mov(si, __word_ptr[4]);
+        a.Label(ref loop);
+        SetDs(a, movedMem);
+        a.mov(__byte_ptr[si], PciTestdevDataMatch);
+        a.mov(eax, __dword_ptr[12]);
+        a.mov(bx, 0);
+        a.mov(ds, bx);
+        a.call(r.PutHex32Line);
+        a.jmp(loop);
+        r.Emit();
+    });
+
+
+    /// <summary>
     /// Prints slot 1's vendor/device dword and BAR 0, writes 0x12345678 at offset 0 of that I/O BAR (found in BAR 0)
     /// and prints what offsets 0 and 8 read.
     /// </summary>
