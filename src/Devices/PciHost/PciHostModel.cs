@@ -15,6 +15,7 @@ public sealed record PciHostState(uint Address, IReadOnlyDictionary<int, byte[]>
 /// <para>As the PCI specification says, only 4-byte accesses at 0xcf8 reach CONFIG_ADDRESS; byte and word accesses
 /// to 0xcf8-0xcfb are I/O cycles nobody claims (reads all ones, writes dropped), which also makes the
 /// configuration-mechanism-#2 probe fail, as it should. CONFIG_ADDRESS reads back exactly as written.</para>
+/// <para>CONFIG_DATA at 0xcfc + k reaches register (CONFIG_ADDRESS bits 7:0) | k, as in QEMU.</para>
 /// <para>CONFIG_DATA: with the enable bit clear, another bus, a missing device or a function other than 0,
 /// reads are all ones (vendor 0xffff: nothing here) and writes are dropped.</para>
 /// </remarks>
@@ -44,7 +45,7 @@ public sealed class PciHostModel
         if (offset < DataOffset || Selected() is not { } f) return allOnes;
         var k = (int)(offset - DataOffset);
         var width = Math.Min(size, 4 - k); // an access running past 0xcff sees nothing there
-        return f.Space.Read(Register + k, width) | (allOnes & ~((1UL << (width * 8)) - 1));
+        return f.Space.Read(Register | k, width) | (allOnes & ~((1UL << (width * 8)) - 1));
     }
 
     /// <summary>
@@ -61,7 +62,7 @@ public sealed class PciHostModel
         if (offset < DataOffset || Selected() is not { } f) return null;
         var k = (int)(offset - DataOffset);
         var before = f.Space.Mappings();
-        f.Space.Write(Register + k, Math.Min(size, 4 - k), (uint)value);
+        f.Space.Write(Register | k, Math.Min(size, 4 - k), (uint)value);
         if (f.Device is null) return null;
         var after = f.Space.Mappings();
         return before.SequenceEqual(after) ? null : (f.Device, after);
@@ -82,7 +83,9 @@ public sealed class PciHostModel
         Address = state.Address;
     }
 
-    private int Register => (int)(Address & 0xfc);
+    // Bits 1:0 of CONFIG_ADDRESS are reserved, but QEMU ORs them into the register offset with the data port's
+    // offset, and kvm-unit-tests relies on it (pci_config_readw(dev, 2) writes register 2, then reads 0xcfc).
+    private int Register => (int)(Address & 0xff);
 
     private (PciConfigSpace Space, string? Device)? Selected()
     {

@@ -90,6 +90,18 @@ public sealed class PciHostTests : TestKit
         Assert.Equal(0x010bu, ReadConfig(m, Cfg(1, 0x3c)) & 0xffff);
     }
 
+    [Fact]
+    public void The_low_bits_of_the_address_register_pick_the_byte_as_in_qemu()
+    {
+        // kvm-unit-tests' pci_config_readw(dev, PCI_DEVICE_ID): CONFIG_ADDRESS with register 2, then a word from 0xcfc.
+        var m = Model(Function());
+        Assert.Equal(0x5678u, ReadConfig(m, Cfg(1, 2), 2));
+        Assert.Equal(0x12u, ReadConfig(m, Cfg(1, 1), 1));
+        WriteConfig(m, Cfg(1, 0x3d), 0x0b, 1, 0); // register 0x3d is the read-only pin...
+        WriteConfig(m, Cfg(1, 0x3c), 0x0c, 1, 0); // ...0x3c the line
+        Assert.Equal(0x010cu, ReadConfig(m, Cfg(1, 0x3c)) & 0xffff);
+    }
+
     [Theory]
     [InlineData(0x10, 0xffff_f000u)] // 4 KiB, 32-bit memory
     [InlineData(0x14, 0xffff_ffe1u)] // 32 ports, bit 0: I/O
