@@ -107,3 +107,28 @@ public sealed class SampleCounterDevice : DeviceActor
         _writes = saved.Writes;
     }
 }
+
+/// <summary>
+/// <c>sample-pci</c>: the smallest PCI plug-in. It declares itself (vendor 0x1234, device 0x0001, one 16-port I/O BAR)
+/// and the host bridge gives it a slot; offset 0 of the BAR is a register the guest writes and reads back, every
+/// other offset reads as <c>(bar &lt;&lt; 16) | offset</c>, so a test sees which BAR and offset an access reached.
+/// </summary>
+[DeviceType("sample-pci")]
+public sealed class SamplePciDevice(DeviceContext context) : PciDeviceActor(context), IPciDevice
+{
+    private uint _register;
+
+    public static PciDeclaration DeclarePci(DeviceOptions options)
+    {
+        options.RejectUnknown();
+        return new PciDeclaration(0x1234, 0x0001, 0x00ff00, [new PciBar(0, 16, PciBarKind.Io)]);
+    }
+
+    protected override ulong OnBarRead(int bar, ulong offset, int size, DeviceAccess access) =>
+        offset == 0 ? _register : ((ulong)bar << 16) | offset;
+
+    protected override void OnBarWrite(int bar, ulong offset, int size, ulong value, DeviceAccess access)
+    {
+        if (offset == 0) _register = (uint)value;
+    }
+}

@@ -49,7 +49,7 @@ public static class QemuCommandLine
           -smp N[,...]        vCPUs (maxcpus, sockets... accepted)
           -m SIZE[M|G]        RAM (default 128M)
           -device isa-debug-exit[,iobase=0xf4][,iosize=N]
-          -device pc-testdev | pci-testdev (accepted; PCI host bridge: empty bus)
+          -device pc-testdev | pci-testdev (on the PCI host bridge's bus 0, slot 1)
           -serial stdio|none|file:PATH
           -display none, -nographic, -nodefaults, -no-reboot, --no-reboot
           -machine [pc|q35][,accel=kvm][,pit=on|off] (other accelerators are an error), -accel kvm, -enable-kvm
@@ -294,11 +294,12 @@ public static class QemuCommandLine
         Device(sb, "fw-cfg", "fw-cfg", ["0x510-0x511"]);
         Device(sb, "rtc", "cmos-rtc", ["0x70-0x71"]);
         Device(sb, "acpi-pm", "acpi-pm", ["0x600-0x60b"], options: "on-suspend = resume"); // QEMU wakes from S3
-        Device(sb, "pci", "pci-host-none", ["0xcf8-0xcff"]);
+        Device(sb, "pci", "pci-host", ["0xcf8-0xcff"]);
         if (q.DebugExit is { } exit)
             Device(sb, "debug-exit", "debug-exit", [$"0x{exit.Base:x}-0x{exit.Base + exit.Size - 1:x}"]);
         if (q.PcTestdev)
             Device(sb, "pc-testdev", "pc-testdev", ["0xe0-0xeb", "0x2000-0x2017"], ["0xff000000-0xff00ffff"]);
+        if (q.PciTestdev) sb.AppendLine("    pci-testdev.type = pci-testdev");
         sb.AppendLine("  }");
         sb.AppendLine("}");
         return sb.ToString();

@@ -2,6 +2,7 @@ using System.Globalization;
 using Akka.Configuration.Hocon;
 using KvmActors.Runtime.Boot;
 using KvmActors.Runtime.Memory;
+using KvmActors.Runtime.Vm;
 
 namespace KvmActors.Runtime.Config;
 
@@ -167,7 +168,7 @@ public static class GuestConfigLoader
                     SourceFile = guest.File, VcpuCount = vcpus, Memory = memory, Image = image, Cpu = cpu,
                     VcpuOverrides = overrides, Platform = platform,
                 },
-                Devices = devices, HaltPolicy = halt, UnmappedIo = unmapped,
+                Devices = devices, HaltPolicy = halt, UnmappedIo = unmapped, Pci = BindPci(guest.GetSection("pci")),
                 VcpuSupervision = BindSupervision(supervision.GetSection("vcpu")),
                 DeviceSupervision = BindSupervision(supervision.GetSection("device")),
                 VcpuFaults = BindVcpuFaults(faults.GetSection("vcpus"), vcpus),
@@ -289,6 +290,16 @@ public static class GuestConfigLoader
             return new CpuStateSpec(regs, segs);
         }
 
+        /// <summary><c>guest.pci</c>: the windows the VM lays PCI BARs out in (one range each).</summary>
+        private static PciWindows BindPci(ConfigSection pci)
+        {
+            var io = pci.GetRanges("io-window", 0xffff);
+            var mmio = pci.GetRanges("mmio-window", ulong.MaxValue);
+            if (io.Count != 1) throw pci.Error("io-window", "one port range, e.g. \"0xc000-0xffff\"");
+            if (mmio.Count != 1) throw pci.Error("mmio-window", "one address range, e.g. \"0xc0000000-0xfebfffff\"");
+            return new PciWindows(new PortRange((ushort)io[0].First, (ushort)io[0].Last), new MmioRange(mmio[0].First, mmio[0].Last));
+        }
+
         private List<DeviceSpec> BindDevices()
         {
             var list = new List<DeviceSpec>();
@@ -382,6 +393,7 @@ public static class GuestConfigLoader
                 .Add("image", new Node().Add("file").Add("inline").Add("load-address").Add("format").Add("cmdline")
                     .Add("modules", new Node().Add("file").Add("inline").Add("cmdline")))
                 .Add("cpuid", new Node().Add("mask"))
+                .Add("pci", new Node().Add("io-window").Add("mmio-window"))
                 .Add("cpu", cpu)
                 .Add("vcpu-overrides", new Node { Any = CpuState() })
                 .Add("devices", new Node { Any = device })

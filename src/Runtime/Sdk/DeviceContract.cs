@@ -15,7 +15,8 @@ public sealed class DeviceTypeAttribute(string name) : Attribute
 
     /// <summary>
     /// The vCPU waits until each OUT to this device was handled before it runs the guest on, as on a real bus (for a
-    /// write that stops the machine, e.g. ACPI sleep); other devices' writes are posted. Costs a round trip per OUT.
+    /// write that stops the machine, e.g. ACPI sleep, or moves another device's range, a PCI BAR); other devices' writes
+    /// are posted. Costs a round trip per OUT item.
     /// </summary>
     public bool WaitForWrites { get; init; }
 }
@@ -47,6 +48,11 @@ public sealed class DeviceContext
     /// </summary>
     public Action<int, bool>? DriveIrqLine { get; init; }
 
+    /// <summary>This device's PCI function when its class is a PCI device (<see cref="IPciDevice"/>), else null.</summary>
+    public PciFunction? Pci { get; init; }
+    /// <summary>Every PCI function of bus 0 (for a host bridge); empty without PCI devices.</summary>
+    public IReadOnlyList<PciFunction> PciBus { get; init; } = [];
+
     /// <summary>
     /// What outlives one incarnation of the device actor: the same context object is handed to every
     /// incarnation (it is captured by the Props), so this is how a restarted device finds its kept state
@@ -59,6 +65,7 @@ public sealed class DeviceContext
         public object? KeptState;
         public (object Message, IActorRef Sender)? Replay;
         public long Accesses;
+        public IReadOnlyList<PciBarMapping>? PciBars;
     }
 }
 

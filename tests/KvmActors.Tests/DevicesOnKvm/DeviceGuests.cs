@@ -243,6 +243,145 @@ public static class DeviceGuests
         r.Emit();
     });
 
+    /// <summary>
+    /// A small PCI driver through configuration mechanism #1: prints the vendor/device dword of bus 0 devices 0-3,
+    /// then for the device in slot 1 (pci-testdev): BAR 0 as found, its size mask (all ones written), BAR 0 after
+    /// moving it to <paramref name="movedMem"/>; selects test 0 and makes three hits at the moved BAR, prints the count
+    /// and the first name dword read there, and what the old place reads now; then moves BAR 1 (I/O) to
+    /// <paramref name="movedIo"/>, selects test 1 there, makes two hits and prints the count. Real mode: both
+    /// memory addresses must be below 1 MiB.
+    /// </summary>
+    public static byte[] PciScanAndMove(uint movedMem, ushort movedIo) => Guests.Assemble(16, 0x1000, a =>
+    {
+        var r = new Routines(a);
+        void Config(int device, int register)
+        {
+            a.mov(dx, (ushort)0xcf8);
+            a.mov(eax, 0x8000_0000u | (uint)(device << 11) | (uint)register);
+            a.@out(dx, eax);
+            a.mov(dx, (ushort)0xcfc);
+        }
+        void PrintConfig(int device, int register)
+        {
+            Config(device, register);
+            a.@in(eax, dx);
+            a.call(r.PutHex32Line);
+        }
+        void WriteConfig(int device, int register, uint value)
+        {
+            Config(device, register);
+            a.mov(eax, value);
+            a.@out(dx, eax);
+        }
+        for (var device = 0; device < 4; device++) PrintConfig(device, 0);
+        Config(1, 0x10);
+        a.@in(eax, dx);
+        a.mov(ebx, eax);                       // the BAR firmware chose
+        a.call(r.PutHex32Line);
+        WriteConfig(1, 0x10, 0xffff_ffff);
+        PrintConfig(1, 0x10);                  // the size mask
+        WriteConfig(1, 0x10, movedMem);
+        PrintConfig(1, 0x10);
+        SetDs(a, movedMem);
+        a.mov(__byte_ptr[0], 0);               // test 0: mmio-no-eventfd
+        a.mov(si, __word_ptr[4]);              // its hit offset
+        for (var i = 0; i < 3; i++) a.mov(__byte_ptr[si], PciTestdevDataMatch);
+        a.mov(ecx, __dword_ptr[12]);           // count
+        a.mov(edi, __dword_ptr[16]);           // "mmio"
+        a.shr(ebx, 4);
+        a.mov(ds, bx);                         // the old place
+        a.mov(ebp, __dword_ptr[12]);
+        SetDs(a, 0);
+        foreach (var reg in new[] { ecx, edi, ebp })
+        {
+            a.mov(eax, reg);
+            a.call(r.PutHex32Line);
+        }
+        WriteConfig(1, 0x14, movedIo);
+        PrintConfig(1, 0x14);
+        a.mov(dx, movedIo);
+        a.mov(al, 1);
+        a.@out(dx, al);                        // test 1 of the I/O BAR: portio-wildcard-eventfd
+        a.add(dx, 4);
+        a.@in(ax, dx);                         // its hit offset
+        a.mov(bx, ax);
+        a.mov(dx, movedIo);
+        a.add(dx, bx);
+        a.@out(dx, al);
+        a.@out(dx, al);
+        a.mov(dx, (ushort)(movedIo + 12));
+        a.@in(eax, dx);
+        a.call(r.PutHex32Line);
+        a.hlt();
+        r.Emit();
+    });
+
+    private const byte PciTestdevDataMatch = 0xfa;
+
+    /// <summary>
+    /// Moves pci-testdev's BAR 0 (slot 1) to <paramref name="movedMem"/> (below 1 MiB), selects test 0 there, then
+    /// forever: one hit, and the count the device reads back printed as a hex line (1, 2, 3, ...).
+    /// </summary>
+    public static byte[] PciCountForever(uint movedMem) => Guests.Assemble(16, 0x1000, a =>
+    {
+        var r = new Routines(a);
+        var loop = a.CreateLabel();
+        a.mov(dx, (ushort)0xcf8);
+        a.mov(eax, 0x8000_0810u);
+        a.@out(dx, eax);
+        a.mov(dx, (ushort)0xcfc);
+        a.mov(eax, movedMem);
+        a.@out(dx, eax);
+        SetDs(a, movedMem);
+        a.mov(__byte_ptr[0], 0);
+        a.mov(si, __word_ptr[4]);
+        a.Label(ref loop);
+        SetDs(a, movedMem);
+        a.mov(__byte_ptr[si], PciTestdevDataMatch);
+        a.mov(eax, __dword_ptr[12]);
+        a.mov(bx, 0);
+        a.mov(ds, bx);
+        a.call(r.PutHex32Line);
+        a.jmp(loop);
+        r.Emit();
+    });
+
+
+    /// <summary>
+    /// Prints slot 1's vendor/device dword and BAR 0, writes 0x12345678 at offset 0 of that I/O BAR (found in BAR 0)
+    /// and prints what offsets 0 and 8 read.
+    /// </summary>
+    public static byte[] PciPluginProbe() => Guests.Assemble(16, 0x1000, a =>
+    {
+        var r = new Routines(a);
+        a.mov(dx, (ushort)0xcf8);
+        a.mov(eax, 0x8000_0800u);
+        a.@out(dx, eax);
+        a.mov(dx, (ushort)0xcfc);
+        a.@in(eax, dx);
+        a.call(r.PutHex32Line);
+        a.mov(dx, (ushort)0xcf8);
+        a.mov(eax, 0x8000_0810u);
+        a.@out(dx, eax);
+        a.mov(dx, (ushort)0xcfc);
+        a.@in(eax, dx);
+        a.mov(bx, ax);
+        a.and(bx, 0xfffc);
+        a.call(r.PutHex32Line);
+        a.mov(dx, bx);
+        a.mov(eax, 0x1234_5678u);
+        a.@out(dx, eax);
+        a.@in(eax, dx);
+        a.call(r.PutHex32Line);
+        a.mov(dx, bx);
+        a.add(dx, 8);
+        a.@in(eax, dx);
+        a.call(r.PutHex32Line);
+        a.hlt();
+        r.Emit();
+    });
+
+
     /// <summary>Prints <paramref name="text"/> on COM1, then spins (jmp $) until the VM is stopped.</summary>
     public static byte[] PrintThenSpin(string text) => Guests.Assemble(16, 0x1000, a =>
     {

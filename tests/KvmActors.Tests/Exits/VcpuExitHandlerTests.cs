@@ -57,6 +57,34 @@ public sealed class VcpuExitHandlerTests : TestKit
     }
 
     [Fact]
+    public void An_out_to_a_device_whose_writes_are_awaited_waits_for_each_item_and_reroute_changes_the_target()
+    {
+        var bridge = CreateTestProbe("bridge").Ref;
+        var moved = CreateTestProbe("moved").Ref;
+        var handler = Handler();
+        handler.Reroute(
+            PortBus.Build([new PortBus.Entry("pci", new PortRange(0xcf8, 0xcff), bridge, WaitForWrites: true)]),
+            MmioBus.Build([new MmioBus.Entry("bar", new MmioRange(MmioBase, MmioBase + 0xfff), moved)]));
+        var exit = FakeExit.Out(0xcfc, 1, 0x11, 0x22); // rep outsb: two items
+
+        Assert.Equal(ExitOutcome.AwaitingRead, Run(handler, exit).Outcome);
+        var first = Assert.IsType<PortWrite>(Assert.Single(_actions.Sent).Access);
+        Assert.Equal(new PortWrite(0xcfc, 4, 1, 0x11, 0, first.Seq), first);
+        Assert.NotEqual(0, first.Seq);
+        Assert.Equal(ExitOutcome.AwaitingRead, handler.CompleteRead(exit.View, 0).Outcome);
+        var second = Assert.IsType<PortWrite>(_actions.Sent[1].Access);
+        Assert.Equal(0x22u, second.Value);
+        Assert.Equal(ExitOutcome.Done, handler.CompleteRead(exit.View, 0xff).Outcome);
+        Assert.Equal([0x11, 0x22], exit.IoData(2)); // an OUT's bytes are not overwritten by the answer
+        Assert.False(_progress.ExitPending);
+
+        Assert.Equal(ExitOutcome.Done, Run(handler, FakeExit.Out(Com1, 1, 0x41)).Outcome); // COM1 is not on the new bus
+        Assert.Equal(2, _actions.Sent.Count);
+        Run(handler, FakeExit.Mmio(MmioBase + 8, 4, isWrite: true, 7));
+        Assert.Equal(moved, _actions.Sent[2].Device);
+    }
+
+    [Fact]
     public void An_in_is_sent_as_a_read_and_its_answer_lands_in_the_run_area()
     {
         var handler = Handler(readSnapshots: false);

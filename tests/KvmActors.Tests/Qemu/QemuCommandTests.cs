@@ -43,7 +43,7 @@ public sealed class QemuCommandTests
         Assert.True(spec.Machine.Platform.Irqchip);
         Assert.True(spec.Machine.Platform.Acpi);
         Assert.Equal("-t 1", spec.Machine.Platform.Cmdline);
-        Assert.Equal(["com1", "fw-cfg", "rtc", "acpi-pm", "pci", "debug-exit", "pc-testdev"], spec.Devices.Select(d => d.Name));
+        Assert.Equal(["com1", "fw-cfg", "rtc", "acpi-pm", "pci", "debug-exit", "pc-testdev", "pci-testdev"], spec.Devices.Select(d => d.Name));
         var exit = spec.Devices.Single(d => d.Name == "debug-exit");
         Assert.Equal(new PortRange(0xf4, 0xf7), Assert.Single(exit.Ports));
         Assert.Equal(new MmioRange(0xff000000, 0xff00ffff), Assert.Single(spec.Devices.Single(d => d.Name == "pc-testdev").Mmio));

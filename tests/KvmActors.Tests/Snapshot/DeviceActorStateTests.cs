@@ -65,7 +65,7 @@ public sealed class DeviceActorStateTests(ITestOutputHelper output) : DeviceStat
         ["pc-testdev"] = new("pc-testdev", "", [new(0xe0, 0xeb), new(0x2000, 0x2017)], [new(0xff000000, 0xff00ffff)],
             [Out(0xe0, 0xdeadbeef, 4), MmioOut(0xff000010, 0x1122334455667788, 8)],
             [In(0xe0, 4), In(0xe9), MmioIn(0xff000010, 8), MmioIn(0xff000014, 2)]),
-        ["pci-host-none"] = new("pci-host-none", "", [new(0xcf8, 0xcff)], [], [Out(0xcf8, 0x80001234, 4)], [In(0xcf8, 4)]),
+        ["pci-host"] = new("pci-host", "", [new(0xcf8, 0xcff)], [], [Out(0xcf8, 0x80001234, 4)], [In(0xcf8, 4)]),
         ["sample-counter"] = new("sample-counter", "initial = 7, step = 2", [new(0x520, 0x527)], [],
             [Out(0x520, 5, 4), Out(0x520, 3, 4)],
             [In(0x520, 4), In(0x520, 4), In(0x524, 4)]),

@@ -33,6 +33,8 @@ public sealed record GuestSpec
     public required IReadOnlyList<DeviceSpec> Devices { get; init; }
     public required string HaltPolicy { get; init; }
     public required UnmappedAccessPolicy UnmappedIo { get; init; }
+    /// <summary>Where PCI BARs are laid out (<c>guest.pci</c>).</summary>
+    public Vm.PciWindows Pci { get; init; } = Vm.PciWindows.Default;
     public SupervisionPolicy VcpuSupervision { get; init; } = SupervisionPolicy.Default;
     public SupervisionPolicy DeviceSupervision { get; init; } = SupervisionPolicy.Default;
     /// <summary>Injected faults by vCPU index (none unless the config asks).</summary>

@@ -51,7 +51,7 @@ public sealed partial class VcpuActor : UntypedActor, IVcpuExitActions
         _progress = setup.Progress;
         _id = setup.Vcpu.Id;
         _maxExitsPerMessage = Math.Max(1, setup.Settings.ExitsPerMessage);
-        _exits = new VcpuExitHandler(_id, setup.VcpuCount, setup.Ports, setup.Mmio, setup.Memory.IsReadOnly, setup.Unmapped,
+        _exits = new VcpuExitHandler(_id, setup.VcpuCount, _progress.Ports ?? setup.Ports, _progress.Mmio ?? setup.Mmio, setup.Memory.IsReadOnly, setup.Unmapped,
             setup.Settings.ReadSnapshots, _progress, this);
     }
 
@@ -126,6 +126,11 @@ public sealed partial class VcpuActor : UntypedActor, IVcpuExitActions
                 break;
             case CompleteVcpuExit:
                 OnCompleteExit(Sender);
+                break;
+            case RoutingChanged routing:
+                _progress.Ports = routing.Ports;
+                _progress.Mmio = routing.Mmio;
+                _exits.Reroute(routing.Ports, routing.Mmio);
                 break;
             case ResetVcpu reset:
                 OnResetVcpu(reset);

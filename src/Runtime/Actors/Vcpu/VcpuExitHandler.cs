@@ -56,8 +56,8 @@ public sealed class VcpuExitHandler
 
     private readonly int _id;
     private readonly int _vcpuCount;
-    private readonly PortBus _ports;
-    private readonly MmioBus _mmio;
+    private PortBus _ports;
+    private MmioBus _mmio;
     private readonly Func<ulong, bool> _isReadOnly;
     private readonly UnmappedAccessPolicy _unmapped;
     private readonly bool _readSnapshots;
@@ -70,9 +70,8 @@ public sealed class VcpuExitHandler
     private struct PendingRead
     {
         public bool IsMmio;
-        /// <summary>The last item of an OUT to a device whose writes are waited for.</summary>
+        /// <summary>An OUT to a device whose writes are waited for: each item is answered like a read.</summary>
         public bool IsWrite;
-        public uint WriteValue;
         public ushort Port;
         public int Size;
         public uint Count;
@@ -97,6 +96,18 @@ public sealed class VcpuExitHandler
         _readSnapshots = readSnapshots;
         _progress = progress;
         _actions = actions;
+    }
+
+    /// <summary>
+    /// The VM moved device ranges (a PCI BAR): route by these buses from the next exit on. A read in flight keeps
+    /// the device it was sent to.
+    /// </summary>
+    public void Reroute(PortBus ports, MmioBus mmio)
+    {
+        _ports = ports;
+        _mmio = mmio;
+        _lastEntry = null;
+        _lastPath = null;
     }
 
     /// <summary>KVM_RUN returned with an exit in kvm_run: count it and mark it pending (before any handling can fail).</summary>
@@ -144,16 +155,12 @@ public sealed class VcpuExitHandler
         {
             Store(run.Mmio.Data, value);
         }
-        else if (_pending.IsWrite)
-        {
-            _progress.ItemsDone = _pending.Count; // the waited-for last item of an OUT was handled
-        }
         else
         {
-            Store(run.Io.Item(_progress.ItemsDone), value);
+            if (!_pending.IsWrite) Store(run.Io.Item(_progress.ItemsDone), value);
             if (++_progress.ItemsDone < _pending.Count)
             {
-                SendPendingRead();
+                SendPendingRead(run);
                 return ExitResult.AwaitingRead;
             }
         }
@@ -187,19 +194,21 @@ public sealed class VcpuExitHandler
         if (io.IsOut)
         {
             // ItemsDone counts what was delivered, so a restart never sends an item twice.
+            if (entry.WaitForWrites)
+            {
+                // Each item waits for its answer, as an IN does: what the write caused (a BAR moved, the VM
+                // suspended) is in place before the guest's next access, even one that another device takes.
+                _pending = PendingFrom(run);
+                SendPendingRead(run);
+                return ExitResult.AwaitingRead;
+            }
             var path = ReadPath(entry);
-            var posted = entry.WaitForWrites ? count - 1 : count;
-            for (; _progress.ItemsDone < posted; _progress.ItemsDone++)
+            for (; _progress.ItemsDone < count; _progress.ItemsDone++)
             {
                 path.WriteSending(_id);
                 _actions.Send(entry.Device, new PortWrite(port, offset, size, (uint)Load(io.Item(_progress.ItemsDone)), _id));
             }
-            if (!entry.WaitForWrites) return ExitResult.Done;
-            // The last item is waited for (the device handles them in order): answered like a read.
-            _pending = PendingFrom(run);
-            path.WriteSending(_id);
-            SendPendingRead();
-            return ExitResult.AwaitingRead;
+            return ExitResult.Done;
         }
 
         // A register whose read has no side effect, with no write to the device unhandled: answered from the
@@ -212,7 +221,7 @@ public sealed class VcpuExitHandler
         }
 
         _pending = PendingFrom(run);
-        SendPendingRead();
+        SendPendingRead(run);
         return ExitResult.AwaitingRead;
     }
 
@@ -241,7 +250,7 @@ public sealed class VcpuExitHandler
             return ExitResult.Done;
         }
         _pending = PendingFrom(run);
-        SendPendingRead();
+        SendPendingRead(run);
         return ExitResult.AwaitingRead;
     }
 
@@ -269,21 +278,18 @@ public sealed class VcpuExitHandler
         }
         var io = run.Io;
         var e = _ports.Lookup(io.Port)!;
-        return new PendingRead
-        {
-            IsWrite = io.IsOut, WriteValue = io.IsOut ? (uint)Load(io.Item(io.Count - 1)) : 0,
-            Port = io.Port, Size = io.Size, Count = io.Count, Device = e.Device, RangeFirst = e.Range.First,
-        };
+        return new PendingRead { IsWrite = io.IsOut, Port = io.Port, Size = io.Size, Count = io.Count, Device = e.Device, RangeFirst = e.Range.First };
     }
 
-    private void SendPendingRead()
+    private void SendPendingRead(KvmRunView run)
     {
         var seq = ++_progress.ReadSeq;
         var offset = (ushort)(_pending.Port - _pending.RangeFirst);
+        if (_pending.IsWrite) DeviceReadPath.Of(_pending.Device, _vcpuCount).WriteSending(_id);
         object read = _pending.IsMmio
             ? new MmioRead(_pending.MmioAddress, _pending.MmioAddress - _pending.RangeFirst, _pending.Size, _id, seq)
             : _pending.IsWrite
-                ? new PortWrite(_pending.Port, offset, _pending.Size, _pending.WriteValue, _id, seq)
+                ? new PortWrite(_pending.Port, offset, _pending.Size, (uint)Load(run.Io.Item(_progress.ItemsDone)), _id, seq)
                 : new PortRead(_pending.Port, offset, _pending.Size, _id, seq);
         _progress.ReadInFlight = true;
         _actions.Send(_pending.Device, read);

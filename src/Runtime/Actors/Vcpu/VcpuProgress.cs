@@ -32,6 +32,10 @@ public sealed class VcpuProgress
     /// <summary>A KVM_RUN was due while paused; run it on resume.</summary>
     public bool RunDeferred;
 
+    /// <summary>The buses of the last <see cref="Vm.RoutingChanged"/> (null: the set-up's), so a restarted actor routes as its predecessor did.</summary>
+    public Bus.PortBus? Ports;
+    public Bus.MmioBus? Mmio;
+
     public int Restarts;
     /// <summary>The exit count at which the injected KVM_RUN failure last fired (so a restart does not refire it).</summary>
     public long KvmRunFaultFiredAt = -1;

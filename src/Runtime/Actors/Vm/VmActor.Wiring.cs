@@ -58,31 +58,33 @@ public sealed partial class VmActor
         _haltPolicy = HaltPolicy.For(_spec.HaltPolicy, _spec.Machine.VcpuCount, _spec.SourceFile);
         var machine = _machine.Info;
         var registry = _settings.Registry;
-        var portEntries = new List<PortBus.Entry>();
-        var mmioEntries = new List<MmioBus.Entry>();
-        foreach (var d in _spec.Devices)
+        var types = _spec.Devices.Select(d => (Spec: d, Type: registry.Resolve(d.Type)
+            ?? throw new ConfigException(_spec.SourceFile, $"guest.devices.{d.Name}.type",
+                $"no device type '{d.Type}' (registered: {string.Join(", ", registry.Types.Keys.OrderBy(k => k))})"))).ToList();
+        var pciBus = LayOutPci(types);
+        foreach (var (d, type) in types)
         {
-            var type = registry.Resolve(d.Type)
-                       ?? throw new ConfigException(_spec.SourceFile, $"guest.devices.{d.Name}.type",
-                           $"no device type '{d.Type}' (registered: {string.Join(", ", registry.Types.Keys.OrderBy(k => k))})");
+            var pci = pciBus.FirstOrDefault(f => f.DeviceName == d.Name);
             var ctx = new DeviceContext
             {
                 Name = d.Name, Type = d.Type, Options = d.Options, Ports = d.Ports, Mmio = d.Mmio, Irqs = d.Irqs,
                 Vm = Self, Machine = machine, Faults = _spec.DeviceFaults.GetValueOrDefault(d.Name),
                 DriveIrqLine = kernel.HasIrqchip ? (line, level) => kernel.SetIrqLine(line, level) : null,
+                Pci = pci, PciBus = pciBus,
             };
             var actor = Context.ActorOf(DeviceRegistry.PropsFor(type, ctx).WithDispatcher(DeviceDispatcher.ConfigPath), $"device-{d.Name}");
             Context.Watch(actor);
             _devices[actor] = d.Name;
+            _deviceByName[d.Name] = actor;
             // Before its Identify below, so the device has its saved state before any access can reach it.
             if (_restore?.State.Devices.FirstOrDefault(s => s.Name == d.Name)?.State is { } saved)
                 actor.Tell(new RestoreDeviceState(saved));
             var waitForWrites = type.GetCustomAttributes(typeof(DeviceTypeAttribute), false) is [DeviceTypeAttribute { WaitForWrites: true }];
-            portEntries.AddRange(d.Ports.Select(r => new PortBus.Entry(d.Name, r, actor, waitForWrites)));
-            mmioEntries.AddRange(d.Mmio.Select(r => new MmioBus.Entry(d.Name, r, actor)));
+            _fixedPorts.AddRange(d.Ports.Select(r => new PortBus.Entry(d.Name, r, actor, waitForWrites)));
+            _fixedMmio.AddRange(d.Mmio.Select(r => new MmioBus.Entry(d.Name, r, actor)));
+            if (pci is not null) _barRoutes[d.Name] = PciBarsOf(pci);
         }
-        _ports = PortBus.Build(portEntries);
-        _mmio = MmioBus.Build(mmioEntries);
+        RebuildBuses();
 
         // A device answers Identify only once it has been created and started; one that fails instead is
         // stopped by the supervisor strategy, which ends the VM (ChildStartFailed or Terminated).

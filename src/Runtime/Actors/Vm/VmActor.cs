@@ -116,6 +116,9 @@ public sealed partial class VmActor : UntypedActor, IWithTimers
             case SetIrqLine irq:
                 OnSetIrqLine(irq);
                 break;
+            case PciBarsMapped bars:
+                OnPciBarsMapped(bars); // VmActor.Pci.cs
+                break;
 
             // ACPI S3 (VmActor.Suspend.cs)
             case RequestVmSuspend suspend:

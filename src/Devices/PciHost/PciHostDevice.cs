@@ -1,0 +1,47 @@
+using Akka.Actor;
+using KvmActors.Sdk;
+
+namespace KvmActors.Devices.PciHost;
+
+/// <summary>
+/// <c>pci-host</c>: the PCI host bridge, configuration mechanism #1 at ports 0xcf8-0xcff (one range), over bus 0
+/// with the PCI devices of the guest config (see <see cref="PciHostModel"/>). When a configuration write moves a
+/// device's BAR or turns its decoding on or off, the bridge tells the VM (<see cref="PciBarsMapped"/>), which routes
+/// the new ranges to that device; the writing vCPU waits until then (<c>WaitForWrites</c>), so its next instruction
+/// already reaches the BAR where it now is.
+/// </summary>
+/// <remarks>
+/// <para>Options: none.</para>
+/// <para>Snapshot: CONFIG_ADDRESS and every function's configuration space (<see cref="PciHostState"/>, version 1);
+/// after a restore the bridge tells the VM where every BAR is, before the vCPUs run.</para>
+/// </remarks>
+[DeviceType("pci-host", WaitForWrites = true)]
+public sealed class PciHostDevice : DeviceActor
+{
+    private readonly PciHostModel _model;
+
+    public PciHostDevice(DeviceContext context) : base(context)
+    {
+        context.Options.RejectUnknown();
+        _model = new PciHostModel(context.PciBus);
+    }
+
+    protected override ulong OnRead(DeviceAccess access) => _model.Read(access.Offset, access.Size);
+
+    protected override void OnWrite(DeviceAccess access, ulong value)
+    {
+        if (_model.Write(access.Offset, access.Size, value) is { } moved)
+            Device.Vm.Tell(new PciBarsMapped(moved.Device, moved.Bars, DeferWriteCompletion()));
+    }
+
+    public const int StateVersion = 1;
+
+    protected override DeviceState SaveState() => DeviceState.Of(Device.Type, StateVersion, _model.Save());
+
+    protected override void RestoreState(DeviceState state)
+    {
+        state.ExpectVersion(StateVersion);
+        _model.Restore(state.Read<PciHostState>());
+        foreach (var (device, bars) in _model.AllMappings()) Device.Vm.Tell(new PciBarsMapped(device, bars));
+    }
+}
