@@ -160,8 +160,9 @@ public sealed class BareMetalGuestTests
         Assert.Equal(mode == "protected", cs["db"]!.GetValue<bool>());
         Assert.Equal(mode == "real" ? "0x0" : "0x8", cs["selector"]!.GetValue<string>());
         Assert.Equal(11, cs["type"]!.GetValue<int>());
-        Assert.Equal("0x0", sregs["gdtr"]!["base"]!.GetValue<string>()); // no GDT written
-        Assert.Equal("0x0", sregs["gdtr"]!["limit"]!.GetValue<string>());
+        // No GDT written: GDTR is 0 (real mode: KVM's reset value, limit 0xffff).
+        Assert.Equal("0x0", sregs["gdtr"]!["base"]!.GetValue<string>());
+        Assert.Equal(mode == "real" ? "0xffff" : "0x0", sregs["gdtr"]!["limit"]!.GetValue<string>());
         Assert.NotNull(sregs["tr"]);
         Assert.NotNull(sregs["idtr"]);
     }
