@@ -14,7 +14,8 @@ public sealed record RunOptions(
     TimeSpan? Timeout,
     string LogLevel,
     string? ReportPath = null,
-    string? RestorePath = null);
+    string? RestorePath = null,
+    IReadOnlyList<Runtime.Config.GuestMemoryRange>? ReportMemory = null);
 
 /// <summary>
 /// The command line, on System.CommandLine: generated help (on stdout when asked for with --help, on stderr
@@ -144,6 +145,13 @@ public static class CommandLine
                           "registers, exit counts by reason and port, restarts",
             HelpName = "FILE",
         };
+        var reportMemory = new Option<Runtime.Config.GuestMemoryRange[]>("--report-memory")
+        {
+            Description = "read guest memory [ADDR, ADDR+LEN) when the VM ends into the report (--report's JSON, and a hex dump " +
+                          "on stderr); ADDR and LEN decimal, 0x-hex or sizes (4K); within one memory region; repeatable",
+            HelpName = "ADDR:LEN",
+            CustomParser = r => r.Tokens.Select(t => ParseMemoryRange(t.Value, r)).OfType<Runtime.Config.GuestMemoryRange>().ToArray(),
+        };
         var gdb = new Option<string?>("--gdb")
         {
             Description = "serve the GDB remote protocol for this guest on tcp:HOST:PORT (tcp::1234 is loopback) or unix:PATH " +
@@ -162,7 +170,7 @@ public static class CommandLine
                                      "2 usage or config error, 124 timeout, 129 SIGHUP, 130 SIGINT, 141 stdout closed, 143 SIGTERM; " +
                                      "a guest's debug-exit status where it used one")
         {
-            config, set, timeout, logLevel, report, gdb, gdbWait, gdbRemote, restore,
+            config, set, timeout, logLevel, report, reportMemory, gdb, gdbWait, gdbRemote, restore,
         };
         run.Validators.Add(r =>
         {
@@ -173,8 +181,19 @@ public static class CommandLine
         });
         run.SetAction((p, _) => new RunCommand(new RunOptions(
             p.GetValue(config), [.. p.GetValue(set) ?? [], .. GdbSets(p.GetValue(gdb), p.GetValue(gdbWait), p.GetValue(gdbRemote))],
-            p.GetValue(timeout), p.GetValue(logLevel)!, p.GetValue(report), p.GetValue(restore))).RunAsync());
+            p.GetValue(timeout), p.GetValue(logLevel)!, p.GetValue(report), p.GetValue(restore), p.GetValue(reportMemory))).RunAsync());
         return run;
+    }
+
+    /// <summary>ADDR:LEN, both numbers or sizes, LEN above 0 and the range within the 64-bit address space.</summary>
+    private static Runtime.Config.GuestMemoryRange? ParseMemoryRange(string text, ArgumentResult r)
+    {
+        var colon = text.IndexOf(':');
+        if (colon > 0 && ConfigNumbers.TryParse(text[..colon], out var address) && ConfigNumbers.TryParse(text[(colon + 1)..], out var length)
+            && length > 0 && length <= ulong.MaxValue - address)
+            return new(address, length);
+        r.AddError($"--report-memory {text}: expected ADDR:LEN (e.g. 0x1000:256 or 0:4K), LEN above 0");
+        return null;
     }
 
     internal static string Suggestions(string typed, Command? command)

@@ -81,6 +81,8 @@ public sealed class RunCommand(RunOptions options)
             Console.Error.WriteLine($"kvmactors: gdb stub on {gdb.Listen}{(gdb.Wait ? "; the guest waits for gdb to attach and continue" : "")}");
         var runtimeConfig = KvmActorsConfig.WithDefaults(AkkaConfig(options.LogLevel).WithFallback(spec.RuntimeConfig));
         _grace = Grace(runtimeConfig, spec.SourceFile);
+        if (options.ReportMemory is { Count: > 0 } ranges)
+            spec = spec with { ReportMemory = EndReport.CheckMemoryRanges(ranges, spec.Machine.Memory, ReportMemoryLimit(runtimeConfig, spec.SourceFile)) };
 
         // Logs go to stderr through Serilog (Akka.Logger.Serilog); stdout carries only guest output.
         Log.Logger = new LoggerConfiguration()
@@ -113,6 +115,7 @@ public sealed class RunCommand(RunOptions options)
             var status = StatusOf(result, stop);
             Summarise(result);
             LastEndReason = result.Reason;
+            EndReport.WriteMemoryText(Console.Error, result.MemoryDumps);
             if (options.ReportPath is { } path) EndReport.TryWrite(path, result, status, _started.Elapsed, _grace);
             return status;
         }
@@ -177,6 +180,16 @@ public sealed class RunCommand(RunOptions options)
         return grace > TimeSpan.Zero && grace <= TimeSpan.FromMinutes(1)
             ? grace
             : throw new ConfigException(file, GraceKey, $"{grace} is outside 1ms..1m");
+    }
+
+    private const string ReportMemoryKey = "kvmactors.cli.report-memory-limit";
+
+    private static ulong ReportMemoryLimit(Config config, string file)
+    {
+        var text = config.GetString(ReportMemoryKey);
+        return ConfigNumbers.TryParse(text, out var limit) && limit is > 0 and <= 64UL << 20
+            ? limit
+            : throw new ConfigException(file, ReportMemoryKey, $"'{text}' is not a size from 1 to 64M");
     }
 
     private static LogEventLevel SerilogLevel(string level) => level switch

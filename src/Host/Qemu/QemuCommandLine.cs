@@ -19,8 +19,8 @@ public sealed record QemuInvocation
     public bool PcTestdev { get; init; }
     public bool PciTestdev { get; init; }
     public string Name { get; init; } = "qemu";
-    /// <summary>-cpu MODEL,-feature: the features to hide (guest.cpuid.mask).</summary>
-    public IReadOnlyList<string> CpuidMask { get; init; } = [];
+    /// <summary>-cpu MODEL,+f,-f,...: the guest.cpuid lines it maps to (<see cref="Runtime.Config.QemuCpuOption"/>).</summary>
+    public IReadOnlyList<string> Cpuid { get; init; } = [];
     /// <summary>-s or -gdb DEV: where the gdb stub listens (guest.gdb.listen), null without one.</summary>
     public string? Gdb { get; init; }
     /// <summary>-gdb tcp:HOST:PORT with a HOST that is not loopback: QEMU listens there, so guest.gdb.allow-remote.</summary>
@@ -54,7 +54,8 @@ public static class QemuCommandLine
           -display none, -nographic, -nodefaults, -no-reboot, --no-reboot
           -machine [pc|q35][,accel=kvm][,pit=on|off] (other accelerators are an error), -accel kvm, -enable-kvm
           -global kvm-pit.lost_tick_policy=... (accepted), -name NAME
-          -cpu host|max|qemu64|kvm64[,+F][,-F]  (-F hides a known CPUID feature; +F is accepted, not forced)
+          -cpu MODEL[,+F][,-F][,F=on|off][,vendor=V][,family=N][,model=N][,stepping=N]
+                              host, max, qemu64, kvm64, qemu32, kvm32, Nehalem; +F must be supported by KVM
           -s (-gdb tcp::1234), -gdb tcp:[HOST]:PORT|unix:PATH|none, -S (wait for gdb's continue; needs -s or -gdb)
           -version, -help, -device help
         an unknown option is an error naming it; exit status 1, as QEMU's for a bad command line
@@ -107,9 +108,8 @@ public static class QemuCommandLine
                     break;
                 case "-cpu":
                     var cpu = Next();
-                    if (cpu.Split(',')[0] is not ("host" or "max" or "qemu64" or "kvm64"))
-                        throw new QemuUsageException($"-cpu {cpu}: CPU models are not supported yet (host, max, qemu64 and kvm64 run as KVM's supported CPUID)");
-                    q = q with { CpuidMask = ParseCpuFeatures(cpu) };
+                    try { q = q with { Cpuid = Runtime.Config.QemuCpuOption.ToHocon(cpu) }; }
+                    catch (FormatException e) { throw new QemuUsageException(e.Message); }
                     break;
                 case "-global":
                     var global = Next();
@@ -170,24 +170,6 @@ public static class QemuCommandLine
                     throw new QemuUsageException($"-machine {part}: not supported");
             }
         }
-    }
-
-    /// <summary>
-    /// -cpu MODEL,+f,-f: a known feature with '-' is hidden (guest.cpuid.mask); with '+' it is accepted as the
-    /// guest sees KVM's supported CPUID, which has it wherever the host does (it is not forced on). Anything else
-    /// (vendor=, family=, host-phys-bits, unknown names) is an error naming it.
-    /// </summary>
-    private static IReadOnlyList<string> ParseCpuFeatures(string cpu)
-    {
-        var mask = new List<string>();
-        foreach (var f in cpu.Split(',').Skip(1))
-        {
-            var name = f.Length > 1 ? f[1..] : f;
-            if (f.Length < 2 || f[0] is not ('+' or '-') || !Runtime.Boot.CpuidSetup.KnownFeatures.ContainsKey(name))
-                throw new QemuUsageException($"-cpu {cpu}: '{f}' is not supported (only +/- of {string.Join(", ", Runtime.Boot.CpuidSetup.KnownFeatures.Keys.Order())})");
-            if (f[0] == '-') mask.Add(name);
-        }
-        return mask;
     }
 
     private static int ParseSmp(string value)
@@ -271,7 +253,7 @@ public static class QemuCommandLine
         sb.AppendLine($"  vcpus = {q.Smp}");
         sb.AppendLine("  irqchip = true");
         sb.AppendLine("  acpi = true");
-        if (q.CpuidMask.Count > 0) sb.AppendLine($"  cpuid.mask = [{string.Join(", ", q.CpuidMask.Select(Quote))}]");
+        foreach (var line in q.Cpuid) sb.AppendLine($"  {line}");
         sb.AppendLine("  memory = [");
         sb.AppendLine($"    {{ name = ram, address = 0, size = {q.MemoryBytes} }}");
         sb.AppendLine("  ]");

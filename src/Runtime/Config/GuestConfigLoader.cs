@@ -17,8 +17,11 @@ public static class GuestConfigLoader
     public const string OverridesSource = "--set";
 
     public static readonly string[] RegisterNames =
-        ["rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip", "rflags"];
-    public static readonly string[] SegmentNames = ["cs", "ds", "es", "fs", "gs", "ss"];
+        ["rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip", "rflags",
+         .. CpuStateNames.ControlRegisters];
+    public static readonly string[] SegmentNames = CpuStateNames.Segments;
+    /// <summary>The attributes a segment register takes besides selector, base and limit (kvm_segment's fields).</summary>
+    public static readonly string[] SegmentAttributes = ["type", "dpl", "db", "l", "g", "s", "present", "avl", "unusable"];
 
     /// <summary>A guest file is text of a few KiB; anything larger than this is not one.</summary>
     public const ulong MaxConfigBytes = HoconText.MaxFileBytes;
@@ -283,10 +286,21 @@ public static class GuestConfigLoader
             foreach (var key in rc.Keys) regs[key] = rc.GetSize(key);
             var segs = new Dictionary<string, SegmentSpec>();
             foreach (var (seg, s) in c.GetSection("segments").Sections())
+            {
+                var table = CpuStateNames.Tables.Contains(seg);
+                byte? Bits(string key, int max) => s.Has(key) ? (byte)s.GetInteger(key, max: max) : null;
+                byte? Flag(string key) => s.Has(key) ? (byte)(s.GetBool(key) ? 1 : 0) : null;
                 segs[seg] = new SegmentSpec(
                     s.Has("selector") ? (ushort)s.GetSize("selector", max: 0xffff) : null,
                     s.Has("base") ? s.GetSize("base") : null,
-                    s.Has("limit") ? (uint)s.GetSize("limit", max: uint.MaxValue) : null);
+                    s.Has("limit") ? (uint)s.GetSize("limit", max: table ? 0xffff : uint.MaxValue) : null)
+                {
+                    Type = Bits("type", 15), Dpl = Bits("dpl", 3), Db = Flag("db"), L = Flag("l"), G = Flag("g"), S = Flag("s"),
+                    Present = Flag("present"), Avl = Flag("avl"), Unusable = Flag("unusable"),
+                };
+                if (segs[seg] is { L: 1, Db: 1 })
+                    throw s.Error("l", "a 64-bit code segment (l = true) must have db = false (Intel SDM vol. 3 §5.2.1)");
+            }
             return new CpuStateSpec(regs, segs);
         }
 
@@ -372,8 +386,11 @@ public static class GuestConfigLoader
             var regs = new Node();
             foreach (var r in RegisterNames) regs.Add(r);
             var seg = new Node().Add("selector").Add("base").Add("limit");
+            foreach (var a in SegmentAttributes) seg.Add(a);
+            var table = new Node().Add("base").Add("limit");
             var segs = new Node();
             foreach (var s in SegmentNames) segs.Add(s, seg);
+            foreach (var t in CpuStateNames.Tables) segs.Add(t, table);
             return new Node().Add("registers", regs).Add("segments", segs);
         }
 
@@ -381,7 +398,7 @@ public static class GuestConfigLoader
 
         private static Node BuildGuest()
         {
-            var cpu = CpuState().Add("mode");
+            var cpu = CpuState().Add("mode").Add("boot-tables");
             var policy = new Node().Add("directive").Add("max-restarts").Add("within");
             var vcpuFaults = new Node().Add("throw-after-exits").Add("kvm-run-errno").Add("kvm-run-errno-after-exits").Add("repeat");
             var deviceFaults = new Node().Add("throw-on-access").Add("repeat").Add("reply-delay");
@@ -392,7 +409,8 @@ public static class GuestConfigLoader
                 .Add("memory", new Node().Add("name").Add("address").Add("size").Add("read-only").Add("file").Add("inline"))
                 .Add("image", new Node().Add("file").Add("inline").Add("load-address").Add("format").Add("cmdline")
                     .Add("modules", new Node().Add("file").Add("inline").Add("cmdline")))
-                .Add("cpuid", new Node().Add("mask"))
+                .Add("cpuid", new Node().Add("mask").Add("model").Add("vendor").Add("family").Add("model-number").Add("stepping")
+                    .Add("brand").Add("features"))
                 .Add("pci", new Node().Add("io-window").Add("mmio-window"))
                 .Add("cpu", cpu)
                 .Add("vcpu-overrides", new Node { Any = CpuState() })

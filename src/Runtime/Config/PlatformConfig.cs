@@ -105,11 +105,25 @@ public static class PlatformConfig
         var acpiArea = memory.Any(r => !r.ReadOnly && r.GuestAddress <= Boot.Acpi.AcpiLayout.AreaStart && Boot.Acpi.AcpiLayout.AreaEnd <= r.GuestAddress + r.Size);
         var acpi = acpiText == "auto" ? irqchip && acpiArea : acpiText is "true" or "on" or "yes";
 
-        // CPUID mask.
+        // CPUID: the model, its overrides, features on and off, the mask.
         var cpuid = guest.GetSection("cpuid");
-        var mask = cpuid.GetStringList("mask").Select(item => CpuidSetup.KnownFeatures.ContainsKey(item.Trim())
+        var mask = cpuid.GetStringList("mask").Select(item => CpuidFeatures.Canonical(item) is not null
             ? item.Trim()
-            : throw cpuid.Error("mask", $"'{item}' is not a known CPUID feature (known: {string.Join(", ", CpuidSetup.KnownFeatures.Keys.Order())})")).ToList();
+            : throw cpuid.Error("mask", UnknownFeature(item))).ToList();
+        var cpuidSpec = BindCpuid(cpuid);
+        // The mask is the older spelling of -NAME in features.
+        cpuidSpec = cpuidSpec with { Remove = [.. cpuidSpec.Remove, .. mask.Select(m => CpuidFeatures.Canonical(m)!).Except(cpuidSpec.Remove)] };
+        var bootTables = cpuSection.GetEnum("boot-tables", ["auto", "none"], "auto", "auto or none") == "auto";
+        if (!bootTables && mode == CpuMode.Long)
+        {
+            // Without the VMM's page tables a long-mode entry has only the guest's: every vCPU that starts at the entry needs CR3.
+            var overrides = guest.GetSection("vcpu-overrides");
+            var starting = irqchip ? 1 : vcpus;
+            if (!cpuSection.GetSection("registers").Has("cr3") &&
+                Enumerable.Range(0, starting).Any(i => !overrides.GetSection(i.ToString(System.Globalization.CultureInfo.InvariantCulture)).GetSection("registers").Has("cr3")))
+                throw cpuSection.Error("registers.cr3",
+                    "long mode with cpu.boot-tables = none needs cr3 (and the page tables it points at, in the image or a memory region's contents): the VMM writes no page tables");
+        }
 
         return new PlatformSpec
         {
@@ -118,12 +132,62 @@ public static class PlatformConfig
             Irqchip = irqchip,
             Acpi = acpi,
             CpuidMask = mask,
+            Cpuid = cpuidSpec,
+            BootTables = bootTables,
             ProgramName = image.Path is null ? "kernel" : image.Origin,
             Cmdline = cmdline.Trim(),
             Modules = modules,
             RegionContents = contents,
         };
     }
+
+    /// <summary>An unknown feature name, with the names that look like it.</summary>
+    private static string UnknownFeature(string name)
+    {
+        var n = name.Trim().Replace('_', '-');
+        var near = CpuidFeatures.Names.Where(k => n.Length >= 3 && (k.Contains(n, StringComparison.OrdinalIgnoreCase) ||
+            k.StartsWith(n[..3], StringComparison.OrdinalIgnoreCase))).Take(6).ToList();
+        return $"'{name}' is not a known CPUID feature{(near.Count > 0 ? $" (did you mean {string.Join(", ", near)}?)" : "")}: " +
+               "names are QEMU's -cpu names for leaves 1, 7, 0x80000001 and 0xd.1 (see the README's CPU model section)";
+    }
+
+    private static CpuidSpec BindCpuid(ConfigSection c)
+    {
+        var modelText = c.GetString("model", CpuModels.Host);
+        var model = CpuModels.Find(modelText) ?? throw c.Error("model", $"'{modelText}' is not a CPU model (known: {string.Join(", ", CpuModels.Names)})");
+        var vendor = c.GetString("vendor", "");
+        if (vendor.Length > 0 && (vendor.Length != 12 || !vendor.All(ch => ch is >= ' ' and <= '~')))
+            throw c.Error("vendor", $"'{vendor}' must be 12 printable ASCII characters (CPUID leaf 0 EBX, EDX, ECX), e.g. GenuineIntel or AuthenticAMD");
+        var brand = c.GetString("brand", "");
+        if (brand.Length > 47 || !brand.All(ch => ch is >= ' ' and <= '~'))
+            throw c.Error("brand", "at most 47 printable ASCII characters (CPUID leaves 0x80000002-0x80000004)");
+        var add = new List<string>();
+        var remove = new List<string>();
+        foreach (var item in c.GetStringList("features"))
+        {
+            var f = item.Trim();
+            if (f.Length < 2 || f[0] is not ('+' or '-'))
+                throw c.Error("features", $"'{item}' must be +NAME (add the feature) or -NAME (remove it), as in QEMU's -cpu MODEL,+x2apic,-invpcid");
+            var name = CpuidFeatures.Canonical(f[1..]) ?? throw c.Error("features", UnknownFeature(f[1..]));
+            (f[0] == '+' ? add : remove).Add(name);
+        }
+        return new CpuidSpec
+        {
+            Model = model,
+            Vendor = vendor.Length > 0 ? vendor : null,
+            Family = AutoNumber(c, "family", 0xff + 0xf),
+            ModelNumber = AutoNumber(c, "model-number", 0xff),
+            Stepping = AutoNumber(c, "stepping", 0xf),
+            Brand = brand.Length > 0 ? brand : null,
+            Add = add,
+            Remove = remove,
+            Source = c.Error("features", "").File,
+        };
+    }
+
+    /// <summary>auto (the model's) or a number from 0 to <paramref name="max"/>.</summary>
+    private static int? AutoNumber(ConfigSection c, string key, int max) =>
+        c.GetString(key, "auto") == "auto" ? null : (int)c.GetInteger(key, max: max);
 
     private static CpuMode ParseMode(string text) => text switch
     {

@@ -50,11 +50,14 @@ public sealed class QemuCommandTests
     }
 
     [Fact]
-    public void Cpu_minus_a_feature_hides_it_and_plus_a_known_feature_is_accepted()
+    public void Cpu_model_and_features_map_to_guest_cpuid()
     {
-        var q = QemuCommandLine.Parse(["-kernel", "k", "-cpu", "qemu64,+x2apic,-tsc-deadline,-pcid"]);
-        Assert.Equal(["tsc-deadline", "pcid"], q.CpuidMask);
-        Assert.Contains("cpuid.mask = [\"tsc-deadline\", \"pcid\"]", QemuCommandLine.ToHocon(q, "/"));
+        var q = QemuCommandLine.Parse(["-kernel", "k", "-cpu", "qemu64,+x2apic,-tsc-deadline,pcid=off,vendor=GenuineIntel,family=6"]);
+        var hocon = QemuCommandLine.ToHocon(q, "/");
+        Assert.Contains("cpuid.model = \"qemu64\"", hocon);
+        Assert.Contains("cpuid.features = [\"+x2apic\", \"-tsc-deadline\", \"-pcid\"]", hocon);
+        Assert.Contains("cpuid.vendor = \"GenuineIntel\"", hocon);
+        Assert.Contains("cpuid.family = 6", hocon);
     }
 
     [Theory]
@@ -88,6 +91,8 @@ public sealed class QemuCommandTests
     [InlineData("-smp", "-smp zero: expected a CPU count from 1 to 255", "zero")]
     [InlineData("-serial", "-serial pty: supported are stdio, none and file:PATH", "pty")]
     [InlineData("-cpu", "-cpu max,host-phys-bits: 'host-phys-bits' is not supported", "max,host-phys-bits")]
+    [InlineData("-cpu", "-cpu Skylake-Server: 'Skylake-Server' is not a CPU model KvmActors provides (host, max, qemu64", "Skylake-Server")]
+    [InlineData("-cpu", "-cpu host,+no-such-bit: '+no-such-bit' is not supported", "host,+no-such-bit")]
     public void Unknown_or_unsupported_options_are_errors_naming_the_option(string option, string message, string? value = null)
     {
         string[] args = value is null ? ["-kernel", "k", option] : ["-kernel", "k", option, value];

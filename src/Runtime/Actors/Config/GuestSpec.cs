@@ -52,4 +52,12 @@ public sealed record GuestSpec
     /// HOCON): a snapshot saves it so the restored VM is bound from the same config. Empty for a spec built in code.
     /// </summary>
     public string SourceConfig { get; init; } = "";
+    /// <summary>Guest memory the VM reads into its end (<see cref="Vm.VmEnded.MemoryDumps"/>) before it releases memory; each range within one region.</summary>
+    public IReadOnlyList<GuestMemoryRange> ReportMemory { get; init; } = [];
+}
+
+/// <summary>A range of guest-physical memory: [Address, Address + Length).</summary>
+public sealed record GuestMemoryRange(ulong Address, ulong Length)
+{
+    public override string ToString() => $"[0x{Address:x}, 0x{Address + Length:x})";
 }

@@ -25,13 +25,19 @@ public sealed partial class VcpuActor
     private void StopWith(string why)
     {
         KvmRegs? regs = null;
-        try { regs = _vcpu.GetRegs(); } catch (KvmException e) { _log.Warning("vcpu {0}: final registers unavailable: {1}", _id, e.Message); }
+        KvmSregs? sregs = null;
+        try
+        {
+            regs = _vcpu.GetRegs();
+            sregs = _vcpu.GetSregs();
+        }
+        catch (KvmException e) { _log.Warning("vcpu {0}: final registers unavailable: {1}", _id, e.Message); }
         var byReason = new Dictionary<string, long>();
         for (var i = 0; i < _progress.ExitsByReason.Length; i++)
             if (_progress.ExitsByReason[i] > 0)
                 byReason[Enum.IsDefined((KvmExitReason)i) ? ((KvmExitReason)i).ToString() : i.ToString()] = _progress.ExitsByReason[i];
         var summary = new VcpuSummary(_id, _threadName, _nativeThreadId, _progress.ThreadsSeen.Count, _progress.Exits, _progress.Halted, regs,
-            byReason, new Dictionary<ushort, long>(_progress.ExitsByPort), _progress.Restarts, _progress.Unmapped.Total);
+            byReason, new Dictionary<ushort, long>(_progress.ExitsByPort), _progress.Restarts, _progress.Unmapped.Total, sregs);
         Context.Parent.Tell(new VcpuStopped(summary));
         Context.Stop(Self);
     }

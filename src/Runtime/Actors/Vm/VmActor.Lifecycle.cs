@@ -121,13 +121,15 @@ public sealed partial class VmActor
 
     protected override void PostStop()
     {
-        // Children are stopped by now; release the kernel objects in reverse order of creation.
+        // Children are stopped by now: read what the report asks of guest memory, then release the kernel objects
+        // in reverse order of creation.
+        var dumps = ReportedMemory();
         _machine?.Dispose();
         if (_restarted) return; // the incarnation before this one released the VM and told the owner
         var end = _end ?? (VmEndReason.Fault, "the VM actor stopped unexpectedly", 1, null);
         var summaries = _summaries.Values.OrderBy(s => s.VcpuId).ToList();
         LogUnmappedTotal(summaries);
-        _owner.Tell(new VmEnded(_spec.Name, end.Reason, end.Detail, end.Status, end.Failure, summaries, _failures.ToList()));
+        _owner.Tell(new VmEnded(_spec.Name, end.Reason, end.Detail, end.Status, end.Failure, summaries, _failures.ToList()) { MemoryDumps = dumps });
     }
 
     private sealed class KickAgain { public static readonly KickAgain Instance = new(); }

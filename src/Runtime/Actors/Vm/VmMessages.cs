@@ -29,7 +29,11 @@ public sealed record VcpuSummary(
     IReadOnlyDictionary<string, long> ExitsByReason,
     IReadOnlyDictionary<ushort, long> ExitsByPort,
     int Restarts = 0,
-    long UnmappedAccesses = 0);
+    long UnmappedAccesses = 0,
+    KvmSregs? FinalSpecialRegisters = null);
+
+/// <summary>Guest memory read when the VM ended, for the end report (<c>run --report-memory</c>).</summary>
+public sealed record MemoryDump(ulong Address, byte[] Bytes);
 
 /// <summary>A child actor the VM restarted (or stopped) after it failed.</summary>
 public sealed record ActorFailure(string Actor, string Exception, string Message, bool Restarted, DateTimeOffset At);
@@ -46,6 +50,9 @@ public sealed record VmEnded(
 {
     /// <summary>Every child failure during the VM's life, restarted or not.</summary>
     public IReadOnlyList<ActorFailure> ActorFailures => Failures ?? [];
+
+    /// <summary>The ranges <see cref="Config.GuestSpec.ReportMemory"/> asked for, read after the vCPUs stopped.</summary>
+    public IReadOnlyList<MemoryDump> MemoryDumps { get; init; } = [];
 
     public override string ToString() => $"VM '{VmName}' ended: {Reason} ({Detail}), exit status {ExitStatus}";
 }

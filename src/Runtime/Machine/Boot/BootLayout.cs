@@ -87,10 +87,12 @@ public static class BootLayout
     /// <summary>
     /// The guest ranges the boot code writes for <paramref name="mode"/>: loaded images must not overlap them.
     /// <paramref name="memoryTop"/> is the end of the highest memory region (it sizes the long-mode page directories).
-    /// Page 0 is always included.
+    /// Page 0 is included unless <paramref name="bootTables"/> is false (<c>cpu.boot-tables = none</c>): then the
+    /// VMM writes no GDT, page tables or stack, and only the Multiboot information area is reserved.
     /// </summary>
-    public static IReadOnlyList<GuestRange> Reserved(CpuMode mode, ulong memoryTop = 0, bool multiboot = false)
+    public static IReadOnlyList<GuestRange> Reserved(CpuMode mode, ulong memoryTop = 0, bool multiboot = false, bool bootTables = true)
     {
+        if (!bootTables) return multiboot ? [new(MultibootInfoAddress, MultibootInfoAreaEnd, "Multiboot information area")] : [];
         var list = new List<GuestRange> { new(0, Page0End, "page 0") };
         if (mode is CpuMode.Protected or CpuMode.Long)
             list.Add(new(GdtAddress, GdtAddress + GdtAreaSize, "GDT"));

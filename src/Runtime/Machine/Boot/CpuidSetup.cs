@@ -18,41 +18,33 @@ public readonly record struct CpuidBit(uint Leaf, uint? Subleaf, CpuidRegister R
 public static class CpuidSetup
 {
     /// <summary>
-    /// Named features that can be masked, with the bits they clear (Intel SDM vol. 2A, CPUID).
-    /// Masking a feature also clears the features that depend on it (e.g. "xsave" takes AVX with it).
+    /// Every named feature (<see cref="CpuidFeatures"/>) with the bits masking it clears: its own and those of the
+    /// features that need it (e.g. "xsave" takes AVX with it).
     /// </summary>
-    public static IReadOnlyDictionary<string, IReadOnlyList<CpuidBit>> KnownFeatures { get; } = BuildKnown();
+    public static IReadOnlyDictionary<string, IReadOnlyList<CpuidBit>> KnownFeatures { get; } =
+        CpuidFeatures.Names.ToDictionary(n => n, n => (IReadOnlyList<CpuidBit>)CpuidFeatures.WithDependents(n).Select(CpuidFeatures.Bit).ToList(),
+            StringComparer.OrdinalIgnoreCase);
 
-    private static Dictionary<string, IReadOnlyList<CpuidBit>> BuildKnown()
+    /// <summary>One register of an entry.</summary>
+    public static uint Get(in KvmCpuidEntry2 e, CpuidRegister r) => r switch
     {
-        var leaf1 = (CpuidRegister r, int b) => new CpuidBit(1, null, r, b);
-        var leaf7 = (CpuidRegister r, int b) => new CpuidBit(7, 0, r, b);
-        var ext1 = (CpuidRegister r, int b) => new CpuidBit(0x80000001, null, r, b);
+        CpuidRegister.Eax => e.Eax,
+        CpuidRegister.Ebx => e.Ebx,
+        CpuidRegister.Ecx => e.Ecx,
+        _ => e.Edx,
+    };
 
-        CpuidBit avx = leaf1(CpuidRegister.Ecx, 28), fma = leaf1(CpuidRegister.Ecx, 12), f16c = leaf1(CpuidRegister.Ecx, 29);
-        CpuidBit avx2 = leaf7(CpuidRegister.Ebx, 5), avx512f = leaf7(CpuidRegister.Ebx, 16);
-        CpuidBit xsave = leaf1(CpuidRegister.Ecx, 26), osxsave = leaf1(CpuidRegister.Ecx, 27);
-        CpuidBit xsaveopt = new(0xd, 1, CpuidRegister.Eax, 0), xsavec = new(0xd, 1, CpuidRegister.Eax, 1), xsaves = new(0xd, 1, CpuidRegister.Eax, 3);
-
-        return new Dictionary<string, IReadOnlyList<CpuidBit>>(StringComparer.OrdinalIgnoreCase)
+    /// <summary>A copy of <paramref name="e"/> with register <paramref name="r"/> set to <paramref name="value"/>.</summary>
+    public static KvmCpuidEntry2 With(KvmCpuidEntry2 e, CpuidRegister r, uint value)
+    {
+        switch (r)
         {
-            ["x2apic"] = [leaf1(CpuidRegister.Ecx, 21)],
-            ["tsc-deadline"] = [leaf1(CpuidRegister.Ecx, 24)],
-            ["xsave"] = [xsave, osxsave, xsaveopt, xsavec, xsaves, avx, fma, f16c, avx2, avx512f],
-            ["avx"] = [avx, fma, f16c, avx2, avx512f],
-            ["avx2"] = [avx2],
-            ["avx512"] = [avx512f],
-            ["cx16"] = [leaf1(CpuidRegister.Ecx, 13)],
-            ["monitor"] = [leaf1(CpuidRegister.Ecx, 3)],
-            ["vmx"] = [leaf1(CpuidRegister.Ecx, 5)],
-            ["pcid"] = [leaf1(CpuidRegister.Ecx, 17)],
-            ["rdrand"] = [leaf1(CpuidRegister.Ecx, 30)],
-            ["rdseed"] = [leaf7(CpuidRegister.Ebx, 18)],
-            ["pdpe1gb"] = [ext1(CpuidRegister.Edx, 26)],
-            ["rdtscp"] = [ext1(CpuidRegister.Edx, 27)],
-            ["la57"] = [leaf7(CpuidRegister.Ecx, 16)],
-            ["pku"] = [leaf7(CpuidRegister.Ecx, 3)],
-        };
+            case CpuidRegister.Eax: e.Eax = value; break;
+            case CpuidRegister.Ebx: e.Ebx = value; break;
+            case CpuidRegister.Ecx: e.Ecx = value; break;
+            default: e.Edx = value; break;
+        }
+        return e;
     }
 
     /// <summary>The bits a list of feature names clears; unknown names throw <see cref="ArgumentException"/> listing the known ones.</summary>
@@ -61,9 +53,9 @@ public static class CpuidSetup
         var bits = new List<CpuidBit>();
         foreach (var name in featureNames)
         {
-            if (!KnownFeatures.TryGetValue(name.Trim(), out var b))
-                throw new ArgumentException($"unknown CPUID feature '{name}'; known: {string.Join(", ", KnownFeatures.Keys.Order())}", nameof(featureNames));
-            bits.AddRange(b);
+            if (CpuidFeatures.Canonical(name) is not { } known)
+                throw new ArgumentException($"unknown CPUID feature '{name}'; known: {string.Join(", ", CpuidFeatures.Names)}", nameof(featureNames));
+            bits.AddRange(KnownFeatures[known]);
         }
         return bits.Distinct().ToList();
     }
@@ -84,14 +76,7 @@ public static class CpuidSetup
             foreach (var bit in mask)
             {
                 if (e.Function != bit.Leaf || (bit.Subleaf is { } sub && e.Index != sub)) continue;
-                var m = ~(1u << bit.Bit);
-                switch (bit.Register)
-                {
-                    case CpuidRegister.Eax: e.Eax &= m; break;
-                    case CpuidRegister.Ebx: e.Ebx &= m; break;
-                    case CpuidRegister.Ecx: e.Ecx &= m; break;
-                    case CpuidRegister.Edx: e.Edx &= m; break;
-                }
+                e = With(e, bit.Register, Get(e, bit.Register) & ~(1u << bit.Bit));
             }
             switch (e.Function)
             {

@@ -41,15 +41,17 @@ public static class ImageLoader
 
     /// <summary>
     /// Copy <paramref name="image"/> to <paramref name="address"/>. The entry point defaults to the load address.
-    /// The image must not overlap what <paramref name="mode"/> reserves (page 0 and, outside real mode, the boot tables).
+    /// The image must not overlap what <paramref name="mode"/> reserves (page 0 and, outside real mode, the boot tables;
+    /// nothing when <paramref name="bootTables"/> is false).
     /// </summary>
-    public static LoadedImage LoadFlat(IGuestMemory memory, ReadOnlySpan<byte> image, ulong address, CpuMode mode = CpuMode.Real, ulong? entry = null)
+    public static LoadedImage LoadFlat(IGuestMemory memory, ReadOnlySpan<byte> image, ulong address, CpuMode mode = CpuMode.Real, ulong? entry = null,
+        bool bootTables = true)
     {
         if (image.Length == 0) throw new BootImageException("the flat image is empty");
         if (address > ulong.MaxValue - (ulong)image.Length)
             throw new BootImageException($"the flat image ({image.Length} bytes at 0x{address:x}) runs past the end of the address space");
         var segment = new GuestRange(address, address + (ulong)image.Length, "flat image");
-        CheckSegments(memory, [segment], BootLayout.Reserved(mode, CpuSetup.MemoryTop(memory)));
+        CheckSegments(memory, [segment], BootLayout.Reserved(mode, CpuSetup.MemoryTop(memory), bootTables: bootTables));
         memory.Write(address, image);
         return new LoadedImage(ImageFormat.Flat, entry ?? address, [segment]);
     }
@@ -128,12 +130,12 @@ public static class ImageLoader
     /// The segments must not overlap what the image's natural mode reserves (ELF32: protected, ELF64: long), or
     /// <paramref name="mode"/> if given.
     /// </summary>
-    public static LoadedImage LoadElf(IGuestMemory memory, ReadOnlySpan<byte> image, CpuMode? mode = null)
+    public static LoadedImage LoadElf(IGuestMemory memory, ReadOnlySpan<byte> image, CpuMode? mode = null, bool bootTables = true)
     {
         var elf = ParseElf(image);
         var format = elf.Bits == 32 ? ImageFormat.Elf32 : ImageFormat.Elf64;
         var effectiveMode = mode ?? (elf.Bits == 32 ? CpuMode.Protected : CpuMode.Long);
-        return LoadElfSegments(memory, image, elf, format, BootLayout.Reserved(effectiveMode, CpuSetup.MemoryTop(memory)), effectiveMode);
+        return LoadElfSegments(memory, image, elf, format, BootLayout.Reserved(effectiveMode, CpuSetup.MemoryTop(memory), bootTables: bootTables), effectiveMode);
     }
 
     internal static LoadedImage LoadElfSegments(IGuestMemory memory, ReadOnlySpan<byte> image, ElfImage elf, ImageFormat format, IReadOnlyList<GuestRange> reserved, CpuMode mode)

@@ -23,8 +23,16 @@ public sealed record PlatformSpec
     public bool Irqchip { get; init; }
     /// <summary>Write ACPI tables (RSDP, RSDT, XSDT, FADT, FACS, MADT, DSDT) into the BIOS area (<see cref="Acpi.AcpiLayout"/>).</summary>
     public bool Acpi { get; init; }
-    /// <summary>CPUID feature names (<see cref="CpuidSetup.KnownFeatures"/>) cleared in every vCPU's CPUID.</summary>
+    /// <summary>CPUID feature names (<see cref="CpuidFeatures"/>) cleared in every vCPU's CPUID, as written (<c>cpuid.mask</c>; also in <see cref="Cpuid"/>'s Remove).</summary>
     public IReadOnlyList<string> CpuidMask { get; init; } = [];
+    /// <summary>The CPU model and feature changes (<c>guest.cpuid</c>): <see cref="CpuModels.Build"/>.</summary>
+    public CpuidSpec Cpuid { get; init; } = CpuidSpec.Default;
+    /// <summary>
+    /// Whether the VMM writes the mode's GDT and page tables (<c>cpu.boot-tables = auto</c>); false (<c>none</c>): it
+    /// writes nothing, the guest file's registers and segments give the whole entry state, and an image may load
+    /// anywhere in RAM, page 0 included.
+    /// </summary>
+    public bool BootTables { get; init; } = true;
     /// <summary>Multiboot: the first word of the kernel's command line (the image file as written in the config, or "kernel").</summary>
     public string ProgramName { get; init; } = "kernel";
     /// <summary>Multiboot: the rest of the kernel's command line.</summary>

@@ -49,18 +49,24 @@ public static class CpuState
     /// <summary>
     /// Enter <paramref name="mode"/> with <paramref name="entryRegs"/> and apply the config's registers and segments
     /// for vCPU <paramref name="index"/>. The boot tables must already be in memory and the vCPU's CPUID set
-    /// (KVM refuses EFER.LME to a vCPU whose CPUID lacks long mode).
+    /// (KVM refuses EFER.LME to a vCPU whose CPUID lacks long mode). Without boot tables
+    /// (<see cref="PlatformSpec.BootTables"/>) GDTR and the protected/long-mode CR3 start at 0: the config gives them.
     /// </summary>
     public static void Apply(KvmVcpu vcpu, MachineSpec spec, int index, CpuMode mode, ulong entry, in KvmRegs entryRegs)
     {
         var sregs = EntrySregs(vcpu.GetSregs(), mode, entry);
+        if (!spec.Platform.BootTables && mode != CpuMode.Real)
+        {
+            sregs.Gdt = default;
+            sregs.Cr3 = 0;
+        }
         var regs = entryRegs;
         ApplySegments(ref sregs, spec.Cpu.Segments);
-        ApplyRegisters(ref regs, spec.Cpu.Registers);
+        ApplyRegisters(ref regs, ref sregs, spec.Cpu.Registers);
         if (spec.VcpuOverrides.TryGetValue(index, out var own))
         {
             ApplySegments(ref sregs, own.Segments);
-            ApplyRegisters(ref regs, own.Registers);
+            ApplyRegisters(ref regs, ref sregs, own.Registers);
         }
         vcpu.SetSregs(sregs);
         vcpu.SetRegs(regs);
@@ -70,10 +76,26 @@ public static class CpuState
     {
         foreach (var (name, spec) in segments)
         {
+            if (name is "gdtr" or "idtr")
+            {
+                ref var table = ref name == "gdtr" ? ref s.Gdt : ref s.Idt;
+                if (spec.Base is { } tb) table.Base = tb;
+                if (spec.Limit is { } tl) table.Limit = (ushort)tl;
+                continue;
+            }
             ref var seg = ref Segment(ref s, name);
             if (spec.Selector is { } sel) seg.Selector = sel;
             if (spec.Base is { } b) seg.Base = b;
             if (spec.Limit is { } l) seg.Limit = l;
+            if (spec.Type is { } type) seg.Type = type;
+            if (spec.Dpl is { } dpl) seg.Dpl = dpl;
+            if (spec.Db is { } db) seg.Db = db;
+            if (spec.L is { } lm) seg.L = lm;
+            if (spec.G is { } g) seg.G = g;
+            if (spec.S is { } system) seg.S = system;
+            if (spec.Present is { } p) seg.Present = p;
+            if (spec.Avl is { } avl) seg.Avl = avl;
+            if (spec.Unusable is { } u) seg.Unusable = u;
         }
     }
 
@@ -87,16 +109,24 @@ public static class CpuState
             case "fs": return ref s.Fs;
             case "gs": return ref s.Gs;
             case "ss": return ref s.Ss;
+            case "tr": return ref s.Tr;
+            case "ldtr": return ref s.Ldt;
             default: throw new ArgumentException($"unknown segment '{name}'");
         }
     }
 
-    private static void ApplyRegisters(ref KvmRegs r, IReadOnlyDictionary<string, ulong> values)
+    private static void ApplyRegisters(ref KvmRegs r, ref KvmSregs s, IReadOnlyDictionary<string, ulong> values)
     {
         foreach (var (name, v) in values)
         {
             switch (name)
             {
+                case "cr0": s.Cr0 = v; break;
+                case "cr2": s.Cr2 = v; break;
+                case "cr3": s.Cr3 = v; break;
+                case "cr4": s.Cr4 = v; break;
+                case "cr8": s.Cr8 = v; break;
+                case "efer": s.Efer = v; break;
                 case "rax": r.Rax = v; break;
                 case "rbx": r.Rbx = v; break;
                 case "rcx": r.Rcx = v; break;

@@ -138,12 +138,12 @@ public sealed class Machine : IDisposable
             switch (platform.Format)
             {
                 case PlatformNames.FormatElf:
-                    return ImageLoader.LoadElf(Memory, image.Bytes, platform.Mode);
+                    return ImageLoader.LoadElf(Memory, image.Bytes, platform.Mode, platform.BootTables);
                 case PlatformNames.FormatMultiboot:
                     return Multiboot.Load(Memory, image.Bytes, platform.ProgramName, platform.Cmdline,
                         platform.Modules.Select(m => new MultibootModule(m.String, m.Data)).ToList());
                 default:
-                    return ImageLoader.LoadFlat(Memory, image.Bytes, image.LoadAddress, platform.Mode);
+                    return ImageLoader.LoadFlat(Memory, image.Bytes, image.LoadAddress, platform.Mode, bootTables: platform.BootTables);
             }
         }
         catch (BootImageException e)
@@ -156,6 +156,7 @@ public sealed class Machine : IDisposable
     private void WriteBootTables()
     {
         var mode = Spec.Platform.Mode;
+        if (!Spec.Platform.BootTables) return; // cpu.boot-tables = none: the guest file's state and the image's own tables
         try
         {
             CpuSetup.WriteBootTables(Memory, mode);
@@ -198,14 +199,13 @@ public sealed class Machine : IDisposable
             catch (BootSetupException e) { throw Error("image.load-address", e.Message, e); }
         }
 
-        var supported = Kvm.GetSupportedCpuid();
-        var mask = CpuidSetup.BitsFor(platform.CpuidMask);
+        var model = ModelCpuid();
         for (var i = 0; i < Spec.VcpuCount; i++)
         {
             var vcpu = Vm.CreateVcpu(i);
             _vcpus.Add(vcpu);
             // CPUID first: KVM checks EFER.LME against it, and it belongs before the first KVM_RUN.
-            var cpuid = CpuidSetup.Build(supported, (uint)i, mask);
+            var cpuid = CpuidSetup.Build(model, (uint)i);
             vcpu.SetCpuid(cpuid);
             _cpuid.Add(cpuid);
             if (HasIrqchip && i != 0)
@@ -217,6 +217,21 @@ public sealed class Machine : IDisposable
             }
             CpuState.Apply(vcpu, Spec, i, mode, image.EntryPoint, entryRegs);
         }
+    }
+
+    /// <summary>
+    /// KVM's supported CPUID shaped by <c>guest.cpuid</c> (model, vendor, signature, features): a feature this KVM
+    /// cannot give, or a model without long mode for a long-mode guest, is a config error naming the key and the feature.
+    /// </summary>
+    private KvmCpuidEntry2[] ModelCpuid()
+    {
+        var cpuid = Spec.Platform.Cpuid;
+        KvmCpuidEntry2[] model;
+        try { model = CpuModels.Build(Kvm.GetSupportedCpuid(), cpuid); }
+        catch (CpuidRequestException e) { throw new ConfigException(cpuid.Source.Length > 0 ? cpuid.Source : Spec.SourceFile, "guest.cpuid.features", e.Message, e); }
+        if (Spec.Platform.Mode == CpuMode.Long && !CpuidFeatures.IsSet(model, CpuidFeatures.Bit("lm")))
+            throw Error("cpuid.model", $"the guest enters long mode, but its CPUID (model {cpuid.Model}{(cpuid.Remove.Count > 0 ? $", -{string.Join(", -", cpuid.Remove)}" : "")}) has no lm (CPUID.80000001:EDX[29]): use a 64-bit model");
+        return model;
     }
 
     /// <summary>

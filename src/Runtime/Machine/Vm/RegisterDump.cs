@@ -17,9 +17,12 @@ public static class RegisterDump
         b.AppendLine($"  cs={Seg(s.Cs)} ds={Seg(s.Ds)} ss={Seg(s.Ss)}");
         b.AppendLine($"  es={Seg(s.Es)} fs={Seg(s.Fs)} gs={Seg(s.Gs)}");
         b.AppendLine($"  cr0={s.Cr0:x} cr2={s.Cr2:x} cr3={s.Cr3:x} cr4={s.Cr4:x} efer={s.Efer:x}");
+        b.AppendLine($"  tr={Seg(s.Tr)} ldtr={Seg(s.Ldt)}");
         b.Append($"  gdt={s.Gdt.Base:x}/{s.Gdt.Limit:x} idt={s.Idt.Base:x}/{s.Idt.Limit:x}");
         return b.ToString();
     }
 
-    private static string Seg(in KvmSegment g) => $"{g.Selector:x4}(base {g.Base:x} limit {g.Limit:x} type {g.Type:x}{(g.L != 0 ? " L" : "")}{(g.Db != 0 ? " D" : "")})";
+    private static string Seg(in KvmSegment g) =>
+        $"{g.Selector:x4}(base {g.Base:x} limit {g.Limit:x} type {g.Type:x}{(g.Dpl != 0 ? $" dpl {g.Dpl}" : "")}{(g.L != 0 ? " L" : "")}{(g.Db != 0 ? " D" : "")}" +
+        $"{(g.G != 0 ? " G" : "")}{(g.S == 0 ? " sys" : "")}{(g.Present == 0 ? " np" : "")}{(g.Unusable != 0 ? " unusable" : "")})";
 }
