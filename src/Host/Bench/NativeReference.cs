@@ -74,7 +74,7 @@ public sealed class NativeReference : IDisposable
         (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries)
         .Select(p => Path.Combine(p, name)).FirstOrDefault(File.Exists);
 
-    private static string? Compile(string gcc, string source, string output)
+    internal static string? Compile(string gcc, string source, string output)
     {
         var (code, _, stderr) = RunCapture(gcc, ["-O2", "-pthread", source, "-o", output]);
         return code == 0 ? null : stderr.Split('\n').FirstOrDefault(l => l.Length > 0) ?? $"exit status {code}";

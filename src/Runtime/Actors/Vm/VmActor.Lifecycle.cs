@@ -121,7 +121,13 @@ public sealed partial class VmActor
 
     protected override void PostStop()
     {
-        // Children are stopped by now; release the kernel objects in reverse order of creation.
+        // Children are stopped by now, and their threads end right after their last turn: wait for them, so no
+        // vCPU thread outlives its VM (bounded: a thread stuck in KVM_RUN past the stop timeout is left to end
+        // with the VM's fds). Then release the kernel objects in reverse order of creation. This actor's own
+        // thread blocks here, not the shared pool's.
+        if (_vcpuThreadExits.Count > 0 && !Task.WaitAll(_vcpuThreadExits.Values.ToArray(), _settings.StopTimeout))
+            _log.Warning("VM '{0}': vCPU thread(s) still running {1} after the vCPU actors stopped", _spec.Name, _settings.StopTimeout);
+        _vcpuThreadExits.Clear();
         _machine?.Dispose();
         if (_restarted) return; // the incarnation before this one released the VM and told the owner
         var end = _end ?? (VmEndReason.Fault, "the VM actor stopped unexpectedly", 1, null);
