@@ -72,7 +72,7 @@ public sealed partial class VmActor : UntypedActor, IWithTimers
                 break;
             case VcpuStarted s:
                 _vcpuNativeThreads[s.VcpuId] = s.NativeThreadId;
-                if (s.ThreadExited is { } exited) _vcpuThreadExits[s.VcpuId] = exited;
+                if (s.ThreadExited is { } exited) _vcpuThreadExits[s.VcpuId] = (exited, s.NativeThreadId);
                 if (_end is not null) Kick(s.VcpuId);
                 break;
 
