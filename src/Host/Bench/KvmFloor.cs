@@ -50,8 +50,5 @@ public sealed class KvmFloor : IDisposable
         return create.Count == 0 ? null : (Stats.Median(create), Stats.Median(teardown));
     }
 
-    public void Dispose()
-    {
-        try { if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-    }
+    public void Dispose() => NativeReference.DeleteTempDir(_dir);
 }

@@ -91,8 +91,11 @@ public sealed class NativeReference : IDisposable
         return (p.ExitCode, stdout.Result, stderr.Result);
     }
 
-    public void Dispose()
+    public void Dispose() => DeleteTempDir(_dir);
+
+    /// <summary>Removes a bench's temp folder; one left behind (busy, or not ours to delete) is not an error.</summary>
+    internal static void DeleteTempDir(string dir)
     {
-        try { if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        try { if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
     }
 }
