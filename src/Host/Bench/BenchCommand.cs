@@ -254,6 +254,7 @@ public static class BenchCommand
 
         PrintTable(cells, native is { Binary: not null });
         if (o.Ablation) PrintAblation(cells);
+        PrintTargets(cells);
 
         var startupDir = Path.Combine(Path.GetTempPath(), $"kvmactors-startup-{Environment.ProcessId}");
         var startup = o.StartupRuns > 0 ? StartupBench.MeasureAll(StartupBench.Candidates(native, startupDir), o.StartupRuns) : [];
@@ -301,6 +302,26 @@ public static class BenchCommand
         if (withNative)
             Console.WriteLine("C exitbench: exitbench.c, its own process, same N (its inout reads 0x3f8 and runs 4 guest instructions per 2 exits, ours 6)");
         Console.WriteLine("IN from snapshot: share of the actor variant's COM1 INs answered from the UART's read snapshot (the rest: round trips)");
+    }
+
+    /// <summary>Issue 16's exit-path targets, each figure next to its reference (the inline loop) from this run.</summary>
+    private static void PrintTargets(List<Cell> cells)
+    {
+        Console.WriteLine();
+        Console.WriteLine("targets (against the inline loop in this run; ratio = median of per-round ratios):");
+        foreach (var c in cells)
+        {
+            var target = c.Workload == Workload.Out ? 0.95 : 0.90;
+            var ratio = Stats.Median(c.Ratio[ActorsVariant.Name]);
+            Console.WriteLine($"  {c.Workload.Name(),-6} x{c.Vcpus}: actors/inline {ratio:F3} over {c.Ratio[ActorsVariant.Name].Count} rounds; " +
+                              $"target >= {target:F2}: {(ratio >= target ? "met" : "not met")}");
+        }
+        foreach (var c in cells.Where(c => c.Workload == Workload.InOut && c.Vcpus == 4))
+        {
+            var (inline, actors) = (Stats.Median(c.Outside[InlineVariant.Name]), Stats.Median(c.Outside[ActorsVariant.Name]));
+            Console.WriteLine($"  inout  x4: handling outside KVM_RUN {actors:F2} µs/exit vs inline {inline:F2}: x{actors / inline:F2}; " +
+                              $"target <= x2: {(actors <= 2 * inline ? "met" : "not met")}");
+        }
     }
 
     private static void PrintAblation(List<Cell> cells)

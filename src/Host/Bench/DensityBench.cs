@@ -7,6 +7,7 @@ using Akka.Actor;
 using Akka.Configuration;
 using KvmActors.Host.Serve;
 using KvmActors.Runtime.Config;
+using KvmActors.Runtime.Vm;
 
 namespace KvmActors.Host.Bench;
 
@@ -74,6 +75,7 @@ public static class DensityBench
             }
             """)));
         var results = new JsonArray();
+        using var floor = KvmFloor.Prepare();
         try
         {
             var settings = HostSettings.Default with { MaxVms = int.MaxValue, MaxVcpusTotal = int.MaxValue, MaxMemoryTotal = ulong.MaxValue, MaxEndedKept = 0 };
@@ -86,6 +88,10 @@ public static class DensityBench
                 Console.WriteLine($"{n,5} {r.RssPerVmMib,11:0.000} {r.ThreadsPerVm,11:0.00} {r.FdsPerVm,7:0.00} {r.CreateP50,14:0.00} {r.CreateP99,14:0.00} {r.StopAllMs,12:0.0} {r.ConfigP50,14:0.00}");
                 var o = r.ToJson(n);
                 if (qemu is not null) o["qemu"] = await Qemu(qemu, n);
+                // KVM's floor right after (the same load): the runtime's order (memory slots before the irqchip) and the other.
+                foreach (var (key, memoryFirst) in new[] { ("kvm_floor", true), ("kvm_floor_irqchip_first", false) })
+                    if (floor.Measure(Math.Clamp(n, 10, 30), memoryFirst) is { } f)
+                        o[key] = new JsonObject { ["create_ms_p50"] = Math.Round(f.CreateP50, 3), ["teardown_ms_p50"] = Math.Round(f.TeardownP50, 3) };
                 results.Add(o);
             }
         }
@@ -98,12 +104,45 @@ public static class DensityBench
             foreach (var r in results)
                 Console.WriteLine($"qemu {r!["vms"],5}: {r["qemu"]!.ToJsonString()}");
         Console.WriteLine($"rss_per_vm_mib is the host's RSS growth per VM minus the guest's RAM ({GuestRam / 1024} KiB); the vCPU thread's stack is in it.");
+        PrintTargets(results, floor.Skipped, qemu is not null);
         if (parsed.GetValue(json) is { } path)
             await File.WriteAllTextAsync(path, new JsonObject { ["density"] = results }.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
         return ExitCodes.Ok;
     }
 
-    private sealed record Figures(double RssPerVmMib, double RssTotalPerVmMib, double ThreadsPerVm, double FdsPerVm, double CreateP50, double CreateP99, double StopAllMs, double ConfigP50)
+    /// <summary>Issue 16's targets, each figure next to its reference from this run.</summary>
+    private static void PrintTargets(JsonArray results, string? floorSkipped, bool qemu)
+    {
+        Console.WriteLine();
+        Console.WriteLine("targets (each against its reference measured in this run):");
+        foreach (var r in results)
+        {
+            var n = (int)r!["vms"]!;
+            var create = (double)r["create_ms_p50"]!;
+            var config = (double)r["config_ms_p50"]!;
+            if (r["kvm_floor"] is { } f)
+            {
+                var fl = (double)f["create_ms_p50"]!;
+                var other = (double?)r["kvm_floor_irqchip_first"]?["create_ms_p50"];
+                Console.WriteLine($"  {n,4} VMs  create -> first exit p50 {create:0.00} ms ({create - config:0.00} ms without the config part) " +
+                                  $"vs KVM floor {fl:0.00} ms (kvm-floor.c, same order; irqchip first: {other:0.00} ms): " +
+                                  $"x{create / fl:0.00} (x{(create - config) / fl:0.00} without config); target <= x1.2");
+            }
+            else Console.WriteLine($"  {n,4} VMs  create -> first exit p50 {create:0.00} ms; KVM floor skipped: {floorSkipped}");
+            var stop = (double)r["stop_all_ms"]!;
+            if (r["qemu"] is { } q)
+            {
+                var qs = (double)q["stop_all_ms"]!;
+                Console.WriteLine($"  {n,4} VMs  stop all {stop:0.0} ms vs QEMU's {n} processes {qs:0.0} ms: x{stop / qs:0.00}; target <= x1.0");
+            }
+            else Console.WriteLine($"  {n,4} VMs  stop all {stop:0.0} ms; QEMU {(qemu ? "failed" : "skipped (not installed)")}");
+            Console.WriteLine($"  {n,4} VMs  vCPU threads still alive when their VM's end was recorded: {r["vcpu_threads_alive_at_vm_end"]}, " +
+                              $"longest after it {r["vcpu_thread_lag_max_ms"]} ms; target <= 50 ms");
+        }
+    }
+
+    private sealed record Figures(double RssPerVmMib, double RssTotalPerVmMib, double ThreadsPerVm, double FdsPerVm, double CreateP50, double CreateP99, double StopAllMs, double ConfigP50,
+        int VcpuThreadsAliveAtEnd, double VcpuThreadLagMaxMs)
     {
         public JsonObject ToJson(int n) => new()
         {
@@ -116,6 +155,8 @@ public static class DensityBench
             ["create_ms_p99"] = Math.Round(CreateP99, 3),
             ["stop_all_ms"] = Math.Round(StopAllMs, 1),
             ["config_ms_p50"] = Math.Round(ConfigP50, 3),
+            ["vcpu_threads_alive_at_vm_end"] = VcpuThreadsAliveAtEnd,
+            ["vcpu_thread_lag_max_ms"] = Math.Round(VcpuThreadLagMaxMs, 1),
         };
     }
 
@@ -151,14 +192,32 @@ public static class DensityBench
             binds.Add(t.Elapsed.TotalMilliseconds);
         }
         binds.Sort();
+        // Each VM's vCPU thread (native id), to see whether it outlives its VM: checked the moment each VM's end is
+        // recorded, then, for any still there, polled until gone.
+        var tids = new List<int>(n);
+        foreach (var v in vms)
+            tids.Add((await v.Actor.Ask<VmStatus>(new GetVmStatus(), TimeSpan.FromSeconds(30))).Vcpus.Single().NativeThreadId);
+        var endSeen = new long[n];
+        var alive = new bool[n];
         var stop = Stopwatch.StartNew();
-        await Task.WhenAll(vms.Select(v => host.StopAsync(v, "density bench", TimeSpan.FromSeconds(60))));
+        await Task.WhenAll(vms.Select((v, i) => host.StopAsync(v, "density bench", TimeSpan.FromSeconds(60)).ContinueWith(_ =>
+        {
+            endSeen[i] = Stopwatch.GetTimestamp();
+            alive[i] = Directory.Exists($"/proc/self/task/{tids[i]}");
+        }, TaskContinuationOptions.ExecuteSynchronously)));
         var stopMs = stop.Elapsed.TotalMilliseconds;
+        var lagMax = 0.0;
+        var poll = Stopwatch.StartNew();
+        for (var i = 0; i < n; i++)
+        {
+            while (alive[i] && Directory.Exists($"/proc/self/task/{tids[i]}") && poll.Elapsed < TimeSpan.FromSeconds(10)) await Task.Delay(1);
+            if (alive[i]) lagMax = Math.Max(lagMax, Stopwatch.GetElapsedTime(endSeen[i]).TotalMilliseconds);
+        }
         foreach (var v in vms) host.Remove(v);
         latencies.Sort();
         var perVm = (rss1 - rss0) / (double)n / (1 << 20);
         return new Figures(perVm - GuestRam / (double)(1 << 20), perVm, (threads1 - threads0) / (double)n, (fds1 - fds0) / (double)n,
-            Percentile(latencies, 0.5), Percentile(latencies, 0.99), stopMs, Percentile(binds, 0.5));
+            Percentile(latencies, 0.5), Percentile(latencies, 0.99), stopMs, Percentile(binds, 0.5), alive.Count(a => a), lagMax);
     }
 
     private static double Percentile(List<double> sorted, double p) =>

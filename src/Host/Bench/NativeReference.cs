@@ -74,7 +74,7 @@ public sealed class NativeReference : IDisposable
         (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries)
         .Select(p => Path.Combine(p, name)).FirstOrDefault(File.Exists);
 
-    private static string? Compile(string gcc, string source, string output)
+    internal static string? Compile(string gcc, string source, string output)
     {
         var (code, _, stderr) = RunCapture(gcc, ["-O2", "-pthread", source, "-o", output]);
         return code == 0 ? null : stderr.Split('\n').FirstOrDefault(l => l.Length > 0) ?? $"exit status {code}";
@@ -91,8 +91,11 @@ public sealed class NativeReference : IDisposable
         return (p.ExitCode, stdout.Result, stderr.Result);
     }
 
-    public void Dispose()
+    public void Dispose() => DeleteTempDir(_dir);
+
+    /// <summary>Removes a bench's temp folder; one left behind (busy, or not ours to delete) is not an error.</summary>
+    internal static void DeleteTempDir(string dir)
     {
-        try { if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        try { if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
     }
 }

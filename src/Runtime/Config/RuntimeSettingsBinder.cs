@@ -42,6 +42,7 @@ public static class RuntimeSettingsBinder
         var kvm = k.GetString("kvm-device");
         if (kvm.Length == 0) throw k.Error("kvm-device", "empty (the KVM device to open, e.g. /dev/kvm)");
         Dispatcher(k.GetSection("vcpu-dispatcher"));
+        Dispatcher(k.GetSection("vm-dispatcher"));
         Dispatcher(k.GetSection("device-dispatcher"));
         var vm = k.GetSection("vm");
         var stop = vm.GetDuration("stop-timeout", min: TimeSpan.FromMilliseconds(1), max: MaxStopTimeout);

@@ -50,4 +50,11 @@ public static unsafe class VcpuKick
         if (Native.SetPriority(Native.PRIO_PROCESS, (uint)Native.GetTid(), nice) != 0)
             throw new KvmException("setpriority", Marshal.GetLastPInvokeError(), $"nice {nice} for the vCPU thread");
     }
+
+    /// <summary>
+    /// Called on a stopping vCPU thread: back to the host's priority (nice 0) where the process may raise it (root,
+    /// CAP_SYS_NICE or RLIMIT_NICE), so its last steps, which the VM's end waits for, do not queue behind the load;
+    /// where it may not, the thread stays at its nice value (false).
+    /// </summary>
+    public static bool TryRestoreThreadPriority() => Native.SetPriority(Native.PRIO_PROCESS, (uint)Native.GetTid(), 0) == 0;
 }

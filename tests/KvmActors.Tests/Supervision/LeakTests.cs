@@ -115,6 +115,28 @@ public sealed class LeakTests(ITestOutputHelper output) : KvmTestKit(output)
         _output.WriteLine($"after {rounds * kinds.Length} VMs: fds {OpenFds()} (before {fds}), process fds {ProcessFds()} (before {processFds}), threads {Threads()} (before {threads}), mappings {Mappings()} (before {maps})");
     }
 
+    [KvmFact]
+    public void By_the_time_a_vms_termination_is_observed_its_vcpu_threads_have_exited()
+    {
+        foreach (var (spec, stop) in new[] { (Guest(Conf(Guests.Spin, "vcpus = 3")), true), (Guest(Conf(Guests.Seed, "vcpus = 2")), false) })
+        {
+            var (vm, owner) = Start(spec);
+            Watch(vm);
+            if (stop)
+            {
+                AwaitCondition(() => VcpuThreads() == 3, TimeSpan.FromSeconds(10)); // spinning in KVM_RUN (this test runs alone)
+                vm.Tell(new StopVm("thread test"));
+            }
+            var ended = owner.ExpectMsg<VmEnded>(TimeSpan.FromSeconds(10));
+            ExpectTerminated(vm, TimeSpan.FromSeconds(10));
+            // Each vCPU's native thread id, as the vCPU reported it: every one of them ran.
+            var tids = ended.Vcpus.Select(v => v.NativeThreadId).ToList();
+            Assert.Equal(spec.Machine.VcpuCount, tids.Count(t => t > 0));
+            // No wait and no retry: the VM waits for its vCPU threads to end before it reports its end.
+            Assert.All(tids, t => Assert.False(Directory.Exists($"/proc/self/task/{t}"), $"vCPU thread {t} outlived its VM"));
+        }
+    }
+
     // A stop told right after the launch, while the VM is still being set up.
     private const VmEndReason StoppedAtOnce = (VmEndReason)(-1);
 

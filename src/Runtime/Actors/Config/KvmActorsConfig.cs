@@ -21,6 +21,9 @@ public static class KvmActorsConfig
     public static Akka.Configuration.Config WithDefaults(Akka.Configuration.Config? overrides = null) =>
         overrides is null ? Reference : overrides.WithFallback(Reference);
 
-    /// <summary>The dispatcher every vCPU actor runs on: a PinnedDispatcher, so each gets its own thread.</summary>
+    /// <summary>The dispatcher every vCPU actor runs on: one thread per actor (<see cref="Dispatch.OwnThreadDispatcher"/>).</summary>
     public const string VcpuDispatcherId = "kvmactors.vcpu-dispatcher";
+
+    /// <summary>The dispatcher every VM actor runs on: one thread per VM, for its blocking KVM set-up and release.</summary>
+    public const string VmDispatcherId = "kvmactors.vm-dispatcher";
 }

@@ -68,11 +68,18 @@ public sealed partial class VcpuActor : UntypedActor, IVcpuExitActions
         VcpuKick.LowerThreadPriority(_setup.Settings.VcpuThreadNice);
         VcpuKick.PrepareThread(_vcpu, _setup.Settings.KickSignal);
         DeviceDispatcher.RunDevicesOnThisThread(); // idle devices handle this vCPU's accesses on this thread
-        Context.Parent.Tell(new VcpuStarted(_id, _nativeThreadId, _threadName));
+        Context.Parent.Tell(new VcpuStarted(_id, _nativeThreadId, _threadName, Dispatch.OwnThreadDispatcher.CurrentThreadExit));
 
         if (_progress.Parked) Become(Parked);
         else if (_progress.ExitPending) ResumePendingExit();
         else Self.Tell(RunGuest.Instance);
+    }
+
+    /// <summary>The actor's last turn on its thread: the rest of the thread's end is the VM's end (see VmActor.PostStop).</summary>
+    protected override void PostStop()
+    {
+        if (_setup.Settings.VcpuThreadNice > 0) VcpuKick.TryRestoreThreadPriority();
+        base.PostStop();
     }
 
     protected override void PostRestart(Exception reason)

@@ -5,7 +5,9 @@ using KvmActors.Runtime.Vm;
 namespace KvmActors.Runtime.Vcpu;
 
 /// <summary>The vCPU actor's thread is up: the VM keeps the native thread id to kick it out of KVM_RUN.</summary>
-public sealed record VcpuStarted(int VcpuId, int NativeThreadId, string ThreadName);
+/// <param name="ThreadExited">Completes when the vCPU's thread has ended (null when its dispatcher does not say:
+/// not an <see cref="Dispatch.OwnThreadDispatcher"/>).</param>
+public sealed record VcpuStarted(int VcpuId, int NativeThreadId, string ThreadName, Task? ThreadExited = null);
 
 /// <summary>The guest executed HLT on this vCPU (sent to the VM, whose <see cref="HaltPolicy"/> decides).</summary>
 public sealed record VcpuHalted(int VcpuId);

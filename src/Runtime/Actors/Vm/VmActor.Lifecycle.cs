@@ -121,8 +121,10 @@ public sealed partial class VmActor
 
     protected override void PostStop()
     {
-        // Children are stopped by now: read what the report asks of guest memory, then release the kernel objects
-        // in reverse order of creation.
+        // Children are stopped by now, and their threads end right after their last turn: wait for them, so no
+        // vCPU thread outlives its VM. Then read what the report asks of guest memory and release the kernel
+        // objects in reverse order of creation. This actor's own thread blocks here, not the shared pool's.
+        WaitForVcpuThreads();
         var dumps = ReportedMemory();
         _machine?.Dispose();
         if (_restarted) return; // the incarnation before this one released the VM and told the owner
@@ -130,6 +132,27 @@ public sealed partial class VmActor
         var summaries = _summaries.Values.OrderBy(s => s.VcpuId).ToList();
         LogUnmappedTotal(summaries);
         _owner.Tell(new VmEnded(_spec.Name, end.Reason, end.Detail, end.Status, end.Failure, summaries, _failures.ToList()) { MemoryDumps = dumps });
+    }
+
+    /// <summary>
+    /// Until every vCPU thread has ended, as the kernel sees it: the managed thread's end first, then its task
+    /// leaving /proc/self/task (the runtime's own thread teardown comes after the managed end; on a loaded host it
+    /// was seen to take tens of ms). Bounded by the stop timeout: a thread still stuck past it ends with the process.
+    /// </summary>
+    private void WaitForVcpuThreads()
+    {
+        if (_vcpuThreadExits.Count == 0) return;
+        var deadline = DateTime.UtcNow + _settings.StopTimeout;
+        var ended = Task.WaitAll(_vcpuThreadExits.Values.Select(t => t.Exited).ToArray(), _settings.StopTimeout);
+        foreach (var (_, tid) in _vcpuThreadExits.Values)
+            while (ended && tid > 0 && Directory.Exists($"/proc/self/task/{tid}"))
+            {
+                if (DateTime.UtcNow > deadline) ended = false;
+                else Thread.Sleep(1);
+            }
+        if (!ended)
+            _log.Warning("VM '{0}': vCPU thread(s) still running {1} after the vCPU actors stopped", _spec.Name, _settings.StopTimeout);
+        _vcpuThreadExits.Clear();
     }
 
     private sealed class KickAgain { public static readonly KickAgain Instance = new(); }

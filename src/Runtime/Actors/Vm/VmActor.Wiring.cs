@@ -28,6 +28,8 @@ public sealed partial class VmActor
     private readonly HashSet<IActorRef> _devicesStarting = new();
     private readonly Dictionary<IActorRef, int> _vcpuActors = new();
     private readonly Dictionary<int, int> _vcpuNativeThreads = new();
+    // Each vCPU thread's end and native id, waited for before the VM is released (see PostStop).
+    private readonly Dictionary<int, (Task Exited, int NativeThreadId)> _vcpuThreadExits = new();
     private readonly Dictionary<IActorRef, string> _devices = new();
     private readonly Dictionary<int, VcpuProgress> _progress = new();
 

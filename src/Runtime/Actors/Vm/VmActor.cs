@@ -41,8 +41,9 @@ public sealed partial class VmActor : UntypedActor, IWithTimers
     /// A VM for <paramref name="spec"/> that reports <see cref="VmEnded"/> to <paramref name="owner"/>; with
     /// <paramref name="restore"/>, built from that snapshot and run on from where it was.
     /// </summary>
+    /// <remarks>On its own thread (<see cref="KvmActorsConfig.VmDispatcherId"/>): its set-up and release block in KVM.</remarks>
     public static Props Props(GuestSpec spec, IActorRef owner, VmSettings settings, Snapshot.VmRestore? restore = null) =>
-        Akka.Actor.Props.Create(() => new VmActor(spec, owner, settings, restore));
+        Akka.Actor.Props.Create(() => new VmActor(spec, owner, settings, restore)).WithDispatcher(KvmActorsConfig.VmDispatcherId);
 
     protected override SupervisorStrategy SupervisorStrategy() =>
         new VmSupervisorStrategy(
@@ -71,6 +72,7 @@ public sealed partial class VmActor : UntypedActor, IWithTimers
                 break;
             case VcpuStarted s:
                 _vcpuNativeThreads[s.VcpuId] = s.NativeThreadId;
+                if (s.ThreadExited is { } exited) _vcpuThreadExits[s.VcpuId] = (exited, s.NativeThreadId);
                 if (_end is not null) Kick(s.VcpuId);
                 break;
 
