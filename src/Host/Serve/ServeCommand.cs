@@ -143,7 +143,7 @@ public static class ServeCommand
             if (fleet is not null) Fleet.FleetSetup.AddServices(builder.Services, fleet);
             builder.Services.AddAkka(Fleet.FleetOptions.SystemName, (akka, sp) =>
             {
-                if (fleet is not null) Fleet.FleetSetup.AddToAkka(akka, fleet, sp);
+                if (fleet is not null) Fleet.FleetSetup.AddToAkka(akka, fleet, sp, settings.RuntimeConfig);
                 akka.AddHocon(KvmActorsConfig.WithDefaults(settings.RuntimeConfig.IsEmpty ? akkaConfig : akkaConfig.WithFallback(settings.RuntimeConfig)), HoconAddMode.Prepend);
                 akka.ConfigureLoggers(l =>
                 {

@@ -386,6 +386,7 @@ public static class GuestConfigLoader
                 .Add("devices", new Node { Any = device })
                 .Add("supervision", new Node().Add("vcpu", policy).Add("device", policy))
                 .Add("gdb", new Node().Add("listen").Add("wait").Add("allow-remote"))
+                .Add("fleet", new Node().Add("checkpoint-interval"))
                 .Add("faults", new Node().Add("vcpus", new Node { Any = vcpuFaults }).Add("devices", new Node { Any = deviceFaults }));
         }
 
