@@ -1,3 +1,4 @@
+using Akka;
 using Akka.Actor;
 using KvmActors.Host.Serve;
 
@@ -31,7 +32,26 @@ public static class FleetRecoverySetup
             """;
     }
 
-    /// <summary>The kvm-host node's actors for recovery: the freeze guard.</summary>
-    public static void Start(ActorSystem system, Func<VmHost> host) =>
+    /// <summary>Set when the cluster downed this node (the process then exits 1: start it again to rejoin as a new incarnation).</summary>
+    public static bool Downed { get; private set; }
+
+    /// <summary>
+    /// The kvm-host node's recovery parts: the freeze guard, and a node downed by the cluster stopping its VMs first
+    /// thing in its coordinated shutdown (they run elsewhere by now), before the actor system and the VMs' actors go.
+    /// </summary>
+    public static void Start(ActorSystem system, Func<VmHost> host)
+    {
         system.ActorOf(FleetFreezeGuard.Props(host, RecoverySettings.From(system.Settings.Config, ".")), FleetFreezeGuard.Name);
+        var shutdown = CoordinatedShutdown.Get(system);
+        shutdown.AddTask(CoordinatedShutdown.PhaseBeforeServiceUnbind, "kvmactors-stop-vms-when-downed", async () =>
+        {
+            if (shutdown.ShutdownReason is CoordinatedShutdown.ClusterDowningReason)
+            {
+                Downed = true;
+                Serilog.Log.Warning("this node was downed by the cluster: stopping its VMs (they run on other nodes now) and exiting");
+                await host().StopAllAsync(TimeSpan.FromSeconds(5));
+            }
+            return Done.Instance;
+        });
+    }
 }

@@ -169,6 +169,11 @@ public static class ServeCommand
                 options.Socket, string.Concat(options.Tcp.Select(t => $", tcp:{t.Address}:{t.Port}")), options.GuestDir,
                 settings.MaxVms, settings.MaxVcpusTotal, settings.MaxMemoryTotal);
             await app.WaitForShutdownAsync();
+            if (fleet is not null && Fleet.FleetRecoverySetup.Downed)
+            {
+                Log.Error("kvmactors serve: this node was downed by the cluster (split brain resolver); start it again to rejoin as a new node");
+                return ExitCodes.GuestFailure;
+            }
             Log.Information("kvmactors serve: stopped");
             return ExitCodes.Ok;
         }

@@ -25,6 +25,10 @@ public sealed class FleetRecoveryTests(ITestOutputHelper output)
     private static string[] Counter(bool checkpointed) =>
         [.. SnapshotGuests.Overrides(lines: 999999, delay: 5000, vcpus: 1), .. checkpointed ? ["guest.fleet.checkpoint-interval = 1s"] : Array.Empty<string>()];
 
+    /// <summary>The counter's output from console offset <paramref name="offset"/> on (a checkpoint may fall inside a line).</summary>
+    private static string Sequence(long offset, int length) =>
+        string.Concat(Enumerable.Range(1, (int)((offset + length) / 12) + 1).Select(SnapshotGuests.Line)).Substring((int)offset, length);
+
     [KvmFact]
     public async Task A_killed_node_s_checkpointed_vm_continues_from_its_checkpoint_and_its_plain_vm_reboots_and_ended_vms_stay_ended()
     {
@@ -79,15 +83,12 @@ public sealed class FleetRecoveryTests(ITestOutputHelper output)
         Assert.Contains(fleet.IndexOf(back[savedId].Vm), new[] { 0, 1 });
         var offset = (long)recovery["consoleOffset"]!;
         Assert.True(offset >= (long)checkpoint["consoleOffset"]! && offset <= beforeSaved.Length, $"restored from offset {offset}");
-        Assert.Equal(0, offset % 12);
         await Until(async () => (await ConsoleAsync(via, savedId)).Text.Length >= 3 * 12, Bound, "three lines after the checkpoint");
         var (first, text) = await ConsoleAsync(via, savedId);
         Assert.Equal(offset, first);
-        var next = (int)(offset / 12) + 1;
-        var lines = text[..(text.Length / 12 * 12)];
-        Assert.Equal(string.Concat(Enumerable.Range(next, lines.Length / 12).Select(SnapshotGuests.Line)), lines);
+        Assert.Equal(Sequence(first, text.Length), text);
         var overlap = beforeSaved[(int)offset..];
-        Assert.StartsWith(overlap[..Math.Min(overlap.Length, lines.Length)], lines);
+        Assert.StartsWith(overlap[..Math.Min(overlap.Length, text.Length)], text);
 
         // The plain one booted again: its console starts over at offset 0 with line 1.
         var rebooted = back[plainId].Vm["fleet"]!["recovery"]!;
@@ -154,10 +155,12 @@ public sealed class FleetRecoveryTests(ITestOutputHelper output)
         // It finds it was frozen and pauses its copy at once, learns it was downed, and exits.
         await Until(() => Task.FromResult(zombie.Stderr.Contains("this node was frozen")), TimeSpan.FromSeconds(10), "the zombie pausing its VMs");
         var pausedIn = cont.Elapsed;
-        Assert.True(zombie.Process.WaitForExit(TimeSpan.FromSeconds(60)), "the zombie did not exit after SIGCONT");
+        Assert.True(zombie.Process.WaitForExit(Bound), "the zombie did not exit after SIGCONT");
+        await Until(() => Task.FromResult(zombie.Stderr.Contains("this node was downed by the cluster")), TimeSpan.FromSeconds(5), "the zombie's last lines");
         var log = zombie.Stderr;
         output.WriteLine($"the zombie after SIGCONT:\n{log[log.IndexOf("this node was frozen", StringComparison.Ordinal)..]}");
         output.WriteLine($"SIGCONT → zombie pausing its VMs: within {pausedIn.TotalMilliseconds:F0} ms; exited (status {zombie.Process.ExitCode}) after {cont.Elapsed.TotalMilliseconds:F0} ms");
+        Assert.Equal(1, zombie.Process.ExitCode);
         // A few more checkpoints by the owner, to see none of the zombie's among them.
         await Task.Delay(TimeSpan.FromSeconds(2));
         Assert.DoesNotContain(created, c => c.At >= thawed && c.Path.Contains(zombieTag));
@@ -165,8 +168,7 @@ public sealed class FleetRecoveryTests(ITestOutputHelper output)
 
         // The copy on the majority ran on throughout: line after line from its checkpoint.
         var (first, text) = await ConsoleAsync(via, id);
-        var lines = text[..(text.Length / 12 * 12)];
-        Assert.Equal(string.Concat(Enumerable.Range((int)(first / 12) + 1, lines.Length / 12).Select(SnapshotGuests.Line)), lines);
+        Assert.Equal(Sequence(first, text.Length), text);
         Assert.Equal("running", (string)(await via.GetVmAsync(id))["state"]!);
     }
 }
