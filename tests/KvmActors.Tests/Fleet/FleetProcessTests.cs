@@ -1,11 +1,11 @@
 using System.Diagnostics;
 using System.Net;
+using System.Net.Sockets;
 using System.Text.Json.Nodes;
 using KvmActors.Tests.Serve;
 using KvmActors.Tests.Support;
 using Xunit;
 using Xunit.Abstractions;
-using static KvmActors.Tests.Fleet.FleetCluster;
 
 namespace KvmActors.Tests.Fleet;
 
@@ -133,5 +133,28 @@ public sealed class FleetProcessTests(ITestOutputHelper output)
         Assert.Equal([0, 0, 0, 0], exits);
         // Nothing but guest bytes on stdout, also while leaving the cluster.
         Assert.All(all4, n => Assert.Equal("", n.Stdout));
+    }
+
+    private static async Task<T> Json<T>(ServeServer s, string path) where T : JsonNode =>
+        (T)JsonNode.Parse(await s.Http.GetStringAsync(path))!;
+
+    private static async Task Until(Func<Task<bool>> condition, TimeSpan limit, string what)
+    {
+        var sw = Stopwatch.StartNew();
+        while (!await condition())
+        {
+            if (sw.Elapsed > limit) throw new TimeoutException($"not within {limit}: {what}");
+            await Task.Delay(100);
+        }
+    }
+
+    /// <summary>Distinct free loopback ports (the listeners stay open until all are picked).</summary>
+    private static int[] FreePorts(int count)
+    {
+        var listeners = Enumerable.Range(0, count).Select(_ => new TcpListener(IPAddress.Loopback, 0)).ToList();
+        foreach (var l in listeners) l.Start();
+        var ports = listeners.Select(l => ((IPEndPoint)l.LocalEndpoint).Port).ToArray();
+        foreach (var l in listeners) l.Stop();
+        return ports;
     }
 }

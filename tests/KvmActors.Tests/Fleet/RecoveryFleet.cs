@@ -11,7 +11,7 @@ namespace KvmActors.Tests.Fleet;
 /// Real <c>kvmactors serve --cluster</c> kvm-host processes on loopback ports, all checkpointing into one shared folder,
 /// with the fast failure detection the recovery tests use (set in each node's host file, see <see cref="HostFile"/>).
 /// </summary>
-public sealed class FleetCluster : IDisposable
+public sealed class RecoveryFleet : IDisposable
 {
     /// <summary>
     /// The recovery tests' failure detection: heartbeats every 500 ms, unreachable after 2 s without one, downed after
@@ -24,7 +24,7 @@ public sealed class FleetCluster : IDisposable
     public int[] Ports { get; }
     public string CheckpointDir { get; }
 
-    private FleetCluster(ServeServer[] nodes, int[] ports, string checkpointDir)
+    private RecoveryFleet(ServeServer[] nodes, int[] ports, string checkpointDir)
     {
         Nodes = nodes;
         Ports = ports;
@@ -38,7 +38,7 @@ public sealed class FleetCluster : IDisposable
         """;
 
     /// <summary>One node per entry of <paramref name="maxVcpus"/> (its host.max-vcpus-total); node 0 is the seed (and the oldest).</summary>
-    public static async Task<FleetCluster> StartAsync(params int[] maxVcpus)
+    public static async Task<RecoveryFleet> StartAsync(params int[] maxVcpus)
     {
         var ports = FreePorts(maxVcpus.Length);
         var checkpoints = Directory.CreateTempSubdirectory("kvmactors-fleet-checkpoints-").FullName;
@@ -50,7 +50,7 @@ public sealed class FleetCluster : IDisposable
         try
         {
             nodes.AddRange(await Task.WhenAll(Enumerable.Range(1, maxVcpus.Length - 1).Select(i => Task.Run(() => Start(i)))));
-            var cluster = new FleetCluster([.. nodes], ports, checkpoints);
+            var cluster = new RecoveryFleet([.. nodes], ports, checkpoints);
             foreach (var n in cluster.Nodes)
                 await Until(async () =>
                 {
