@@ -62,6 +62,8 @@ public sealed class FleetAllocationStrategy(ActorSystem system, TimeSpan consist
         {
             foreach (var region in currentShardAllocations.Keys)
                 if (AddressOf(region) == node) return region;
+            // Its node is gone (the VM comes back elsewhere): the node with the most room for it, as for a new VM.
+            if (await FleetRecoveryPlacement.ChooseAsync(system, shardId, currentShardAllocations.Keys, AddressOf, consistencyTimeout) is { } room) return room;
             _log.Warning("VM {0} was placed on {1}, which has no shard region (any more): placing it by shard count", shardId, node);
         }
         else _log.Warning("VM {0} has no placement: placing it by shard count", shardId);

@@ -23,7 +23,8 @@ public static class FleetSetup
         services.AddRouting(r => r.SetParameterPolicy<FollowConstraint>(FleetRouting.Follow));
     }
 
-    public static void AddToAkka(AkkaConfigurationBuilder akka, FleetOptions options, IServiceProvider services)
+    /// <param name="hostRuntime">The host file's <c>kvmactors { }</c> block: the fleet's failure detection (<see cref="FleetRecoverySetup"/>).</param>
+    public static void AddToAkka(AkkaConfigurationBuilder akka, FleetOptions options, IServiceProvider services, Akka.Configuration.Config? hostRuntime = null)
     {
         akka.WithRemoting(new RemoteOptions { HostName = options.Host, Port = options.Port })
             .WithClustering(new ClusterOptions
@@ -44,12 +45,14 @@ public static class FleetSetup
                 akka.cluster.sharding.rebalance-interval = 2s
                 akka.stdout-logger-class = "{{typeof(StderrMinimalLogger).AssemblyQualifiedName}}"
                 """, HoconAddMode.Prepend)
+            .AddHocon(FleetRecoverySetup.Hocon(hostRuntime ?? Akka.Configuration.Config.Empty), HoconAddMode.Prepend)
             .WithActors((system, registry) =>
             {
                 var settings = FleetSettings.From(system.Settings.Config);
                 var hostsVms = options.Role == FleetOptions.KvmHostRole;
                 VmHost Host() => services.GetRequiredService<VmHost>();
                 system.ActorOf(FleetNodeActor.Props(Host, settings, hostsVms), FleetNodeActor.Name);
+                if (hostsVms) FleetRecoverySetup.Start(system, Host);
                 var sharding = ClusterSharding.Get(system);
                 var extractor = new FleetMessageExtractor();
                 var region = hostsVms

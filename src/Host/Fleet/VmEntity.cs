@@ -10,12 +10,16 @@ namespace KvmActors.Host.Fleet;
 /// <summary>
 /// One VM of the fleet, a sharded entity (entity id = shard id = VM id) on the node the allocation strategy chose.
 /// Its first message creates the VM through this node's <see cref="VmHost"/> under the fleet's id; then it answers
-/// the API's calls for that VM from the local host, with the JSON the local API gives.
+/// the API's calls for that VM from the local host, with the JSON the local API gives. Entities are remembered
+/// (remember-entities): when a node dies, its shards start again on the others and each entity, finding its VM's
+/// record (<see cref="VmRecord"/>) without an end, brings the VM back there (<see cref="VmEntityRecovery"/>).
 /// </summary>
-public sealed class VmEntity : ReceiveActor
+public sealed partial class VmEntity : ReceiveActor, IWithUnboundedStash
 {
     private readonly VmHost _host;
     private readonly string _id;
+
+    public IStash Stash { get; set; } = null!;
 
     public static Props Props(Func<VmHost> host, string id) => Akka.Actor.Props.Create(() => new VmEntity(host(), id));
 
@@ -23,6 +27,13 @@ public sealed class VmEntity : ReceiveActor
     {
         _host = host;
         _id = id;
+        _recovery = RecoverySettings.From(Context.System.Settings.Config, host.SnapshotDir);
+        Checking();
+    }
+
+    /// <summary>No VM of this id here yet: a create comes, or the record said there is nothing to bring back.</summary>
+    private void Idle()
+    {
         Receive<CreateFleetVm>(Create);
         // A call before any create: the VM is not here (its create was refused, or this node is not its owner any more).
         Receive<FleetVmCall>(call =>
@@ -30,8 +41,10 @@ public sealed class VmEntity : ReceiveActor
             // The VM migrated here (a drain or a move) and its shard followed it: this entity adopts it.
             if (_host.Find(_id) is { MigratedTo: null })
             {
-                Become(Running);
-                Self.Forward(call);
+                // Read its record again first, so this node takes it over as owner (VmEntityRecovery.Decide).
+                Stash.Stash();
+                Become(Checking);
+                ReadRecord(0);
                 return;
             }
             Sender.Tell(NotHere());
@@ -42,34 +55,45 @@ public sealed class VmEntity : ReceiveActor
     private void Create(CreateFleetVm create)
     {
         HostedVm vm;
-        try { vm = _host.Create(new GuestRequest(create.Config, create.Name, create.Sets), _id); }
+        TimeSpan? interval;
+        try
+        {
+            interval = FleetRecords.CheckpointInterval(create.Config, create.Sets);
+            vm = _host.Create(new GuestRequest(create.Config, create.Name, create.Sets), _id);
+        }
         catch (ProblemException p)
         {
             Sender.Tell(FleetAnswer.Problem(p));
             Context.Parent.Tell(new Passivate(PoisonPill.Instance));
             return;
         }
-        Become(Running);
+        var record = new VmRecord(_id, create.Config, create.Name, create.Sets, interval, FleetRecords.SelfOwner(Context.System), vm.Vcpus, vm.MemoryBytes);
+        BecomeRunning(vm, record);
         var answer = FleetAnswer.Json(201, new JsonObject
         {
             ["id"] = vm.Id, ["name"] = vm.Name, ["state"] = vm.State, ["node"] = Cluster.Get(Context.System).SelfAddress.ToString(),
         });
-        // Answered once a majority has this node's new free capacity, so the next placement counts this VM.
-        Context.ActorSelection($"/user/{FleetNodeActor.Name}").Ask<CapacityPublished>(new PublishCapacity(), TimeSpan.FromSeconds(10))
-            .ContinueWith(_ => answer, TaskScheduler.Default).PipeTo(Sender);
+        // Answered once a majority has the VM's record (so it comes back if this node dies right after) and this
+        // node's new free capacity (so the next placement counts this VM).
+        var written = FleetRecords.WriteAsync(Context.System, record, _recovery.ConsistencyTimeout);
+        var published = Context.ActorSelection($"/user/{FleetNodeActor.Name}").Ask<CapacityPublished>(new PublishCapacity(), TimeSpan.FromSeconds(10));
+        Task.WhenAll(written, published).ContinueWith(_ => answer, TaskScheduler.Default).PipeTo(Sender);
     }
 
     private void Running()
     {
+        RunningRecovery();
         Receive<CreateFleetVm>(_ => Sender.Tell(FleetAnswer.Problem(409, "VM exists", $"a VM with id '{_id}' exists already")));
         ReceiveAsync<FleetVmCall>(async call =>
         {
             var sender = Sender;
             // The fleet's other calls, and every call once the VM has moved to another node (until its shard follows
             // it there), are answered by this node's drain actor (FleetDrain.cs).
-            if (call.Kind > FleetVmCallKind.Console || _host.Find(_id) is not { MigratedTo: null } vm)
+            var vm = _host.Find(_id);
+            if (call.Kind > FleetVmCallKind.Console || vm is { MigratedTo: not null })
                 Context.ActorSelection($"/user/{FleetDrainActor.Name}").Tell(new LocalVmCall(call), sender);
-            else sender.Tell(await Answer(_host, vm, call));
+            else if (vm is not null) sender.Tell(await Answer(_host, vm, call));
+            else sender.Tell(_record is { End: not null } r ? FleetAnswer.Json(200, r.EndedView()) : NotHere());
         });
     }
 

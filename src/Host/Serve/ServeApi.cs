@@ -316,6 +316,7 @@ public static class ServeApi
         o["endedAt"] = vm.EndedAt?.ToString("O");
         o["consoleBytes"] = vm.Console.Total;
         if (vm.MigratedTo is { } to) o["migratedTo"] = new JsonObject { ["address"] = to.Address, ["id"] = to.Id };
+        if (vm.Fleet is { } fleet) o["fleet"] = fleet.DeepClone();
         if (vm.Ended is { } e)
         {
             o["end"] = new JsonObject { ["reason"] = e.Reason.ToString(), ["detail"] = e.Detail, ["exitStatus"] = vm.ExitStatus };

@@ -170,7 +170,7 @@ public static class ServeCommand
             if (fleet is not null) Fleet.FleetSetup.AddServices(builder.Services, fleet);
             builder.Services.AddAkka(Fleet.FleetOptions.SystemName, (akka, sp) =>
             {
-                if (fleet is not null) Fleet.FleetSetup.AddToAkka(akka, fleet, sp);
+                if (fleet is not null) Fleet.FleetSetup.AddToAkka(akka, fleet, sp, settings.RuntimeConfig);
                 akka.AddHocon(KvmActorsConfig.WithDefaults(settings.RuntimeConfig.IsEmpty ? akkaConfig : akkaConfig.WithFallback(settings.RuntimeConfig)), HoconAddMode.Prepend);
                 akka.ConfigureLoggers(l =>
                 {
@@ -198,6 +198,11 @@ public static class ServeCommand
                 options.Socket, string.Concat(options.Tcp.Select(t => $", tcp:{t.Address}:{t.Port}")), options.GuestDir,
                 settings.MaxVms, settings.MaxVcpusTotal, settings.MaxMemoryTotal);
             await app.WaitForShutdownAsync();
+            if (fleet is not null && Fleet.FleetRecoverySetup.Downed)
+            {
+                Log.Error("kvmactors serve: this node was downed by the cluster (split brain resolver); start it again to rejoin as a new node");
+                return ExitCodes.GuestFailure;
+            }
             Log.Information("kvmactors serve: stopped");
             return ExitCodes.Ok;
         }

@@ -31,6 +31,8 @@ public sealed class HostedVm
     public DateTimeOffset? EndedAt { get; set; }
     /// <summary>Set when the VM was migrated: where it runs on (this copy then ends as Migrated).</summary>
     public Migration.MigrationTarget? MigratedTo { get; set; }
+    /// <summary>The fleet's word on this VM (serve --cluster): its last checkpoint, and how it came back after its node died.</summary>
+    public JsonObject? Fleet { get; set; }
     public TimeSpan Duration => (EndedAt ?? DateTimeOffset.UtcNow) - CreatedAt;
     /// <summary>Serialises pause, resume and stop of this VM.</summary>
     public SemaphoreSlim Control { get; } = new(1, 1);
@@ -54,6 +56,9 @@ public sealed class VmHost
     private int _liveVms, _liveVcpus;
     private ulong _liveMemory;
     private bool _shuttingDown;
+
+    /// <summary>Set once the host stops all its VMs (shutdown): their ends are not the guests' or a user's doing.</summary>
+    public bool ShuttingDown => _shuttingDown;
 
     public HostSettings Settings { get; }
     public string GuestDir { get; }
@@ -107,14 +112,19 @@ public sealed class VmHost
     /// A VM built from a snapshot directory (inside the snapshot directory), run on from where it was saved; its
     /// console is attached to the new VM's API, whatever it was attached to where it was saved.
     /// </summary>
-    public HostedVm Restore(string path, string? name)
+    public HostedVm Restore(string path, string? name) => RestoreFrom(SnapshotPath(path, "restore"), path, name);
+
+    /// <summary>A VM built from the snapshot directory <paramref name="full"/> (any path: the fleet's checkpoints), under
+    /// <paramref name="chosenId"/> when given, its console going on from <paramref name="consoleOffset"/>.</summary>
+    public HostedVm RestoreFrom(string full, string shown, string? name, string? chosenId = null, long consoleOffset = 0)
     {
         try
         {
             if (_shuttingDown) throw new ProblemException(503, "Shutting down", "the host is stopping its VMs");
-            var id = NewId();
-            var (spec, restore) = LoadSnapshot(path, id, name);
-            return Admit(id, spec, restore);
+            if (chosenId is not null && _vms.ContainsKey(chosenId)) throw new ProblemException(409, "VM exists", $"a VM with id '{chosenId}' exists already");
+            var id = chosenId ?? NewId();
+            var (spec, restore) = LoadSnapshotFrom(full, shown, id, name);
+            return Admit(id, spec, restore, consoleOffset);
         }
         catch (ProblemException p)
         {
@@ -124,9 +134,11 @@ public sealed class VmHost
     }
 
     /// <summary>The snapshot at <paramref name="path"/> (relative to, and confined to, the snapshot directory) as a spec to run.</summary>
-    public (GuestSpec Spec, VmRestore Restore) LoadSnapshot(string path, string id, string? name)
+    public (GuestSpec Spec, VmRestore Restore) LoadSnapshot(string path, string id, string? name) =>
+        LoadSnapshotFrom(SnapshotPath(path, "restore"), path, id, name);
+
+    private (GuestSpec Spec, VmRestore Restore) LoadSnapshotFrom(string full, string path, string id, string? name)
     {
-        var full = SnapshotPath(path, "restore");
         try
         {
             var loaded = SnapshotFiles.Load(full);
@@ -178,9 +190,12 @@ public sealed class VmHost
     /// Save a running or paused VM into <paramref name="path"/> (inside the snapshot directory). The answer's console
     /// offset is where the snapshot's output goes on: a restored VM's first byte is the source console's byte there.
     /// </summary>
-    public async Task<(int Status, object Answer, long ConsoleOffset)> SnapshotAsync(HostedVm vm, string path, bool resume, CancellationToken ct)
+    public Task<(int Status, object Answer, long ConsoleOffset)> SnapshotAsync(HostedVm vm, string path, bool resume, CancellationToken ct) =>
+        SnapshotToAsync(vm, SnapshotPath(path, "path"), resume, ct);
+
+    /// <summary>As <see cref="SnapshotAsync"/>, into the directory <paramref name="full"/> (any path: the fleet's checkpoints).</summary>
+    public async Task<(int Status, object Answer, long ConsoleOffset)> SnapshotToAsync(HostedVm vm, string full, bool resume, CancellationToken ct)
     {
-        var full = SnapshotPath(path, "path");
         await vm.Control.WaitAsync(ct);
         try
         {

@@ -418,6 +418,7 @@ public static class GuestConfigLoader
                 .Add("supervision", new Node().Add("vcpu", policy).Add("device", policy))
                 .Add("gdb", new Node().Add("listen").Add("wait").Add("allow-remote"))
                 .Add("expect", new Node().Add("status").Add("output-contains").Add("output-matches").Add("timeout"))
+                .Add("fleet", new Node().Add("checkpoint-interval"))
                 .Add("faults", new Node().Add("vcpus", new Node { Any = vcpuFaults }).Add("devices", new Node { Any = deviceFaults }));
         }
 
