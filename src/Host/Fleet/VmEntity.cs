@@ -93,7 +93,8 @@ public sealed partial class VmEntity : ReceiveActor, IWithUnboundedStash
             if (call.Kind > FleetVmCallKind.Console || vm is { MigratedTo: not null })
                 Context.ActorSelection($"/user/{FleetDrainActor.Name}").Tell(new LocalVmCall(call), sender);
             else if (vm is not null) sender.Tell(await Answer(_host, vm, call));
-            else sender.Tell(_record is { End: not null } r ? FleetAnswer.Json(200, r.EndedView()) : NotHere());
+            // Not in the host any more: deleted (a running entity always had its VM here), so it is gone.
+            else sender.Tell(_vm is null && _record is { End: not null } r ? FleetAnswer.Json(200, r.EndedView()) : NotHere());
         });
     }
 
