@@ -80,15 +80,7 @@ public sealed class RecoveryFleet : IDisposable
     public static async Task<T> Json<T>(ServeServer s, string path) where T : JsonNode =>
         (T)JsonNode.Parse(await s.Http.GetStringAsync(path))!;
 
-    public static async Task Until(Func<Task<bool>> condition, TimeSpan limit, string what)
-    {
-        var sw = Stopwatch.StartNew();
-        while (!await condition())
-        {
-            if (sw.Elapsed > limit) throw new TimeoutException($"not within {limit}: {what}");
-            await Task.Delay(100);
-        }
-    }
+    public static Task Until(Func<Task<bool>> condition, TimeSpan limit, string what) => FleetProcessTests.Until(condition, limit, what);
 
     /// <summary>Every node's stderr, for a failing test's output.</summary>
     public string Logs() => string.Join("\n", Nodes.Select((n, i) => $"--- node {i} ({Addresses[i]}):\n{n.Stderr}"));
@@ -109,15 +101,7 @@ public sealed class RecoveryFleet : IDisposable
         }
     }
 
-    /// <summary>Distinct free loopback ports (the listeners stay open until all are picked).</summary>
-    public static int[] FreePorts(int count)
-    {
-        var listeners = Enumerable.Range(0, count).Select(_ => new TcpListener(IPAddress.Loopback, 0)).ToList();
-        foreach (var l in listeners) l.Start();
-        var ports = listeners.Select(l => ((IPEndPoint)l.LocalEndpoint).Port).ToArray();
-        foreach (var l in listeners) l.Stop();
-        return ports;
-    }
+    public static int[] FreePorts(int count) => FleetProcessTests.FreePorts(count);
 
     public void Dispose()
     {
