@@ -48,13 +48,16 @@ public static class CommandLine
             is { } forwarded)
             return await forwarded.RunAsync(args[forwarded.Name.Split(' ').Length..]);
 
+        StartupTrace.Mark("cl-start");
         var root = Root();
+        StartupTrace.Mark("cl-root");
         if (args.Length == 0)
         {
             await root.Parse(["--help"]).InvokeAsync(Invocation(Console.Error));
             return ExitCodes.Usage;
         }
         var parsed = root.Parse(args);
+        StartupTrace.Mark("cl-parsed");
         if (parsed.Errors.Count > 0)
         {
             // The errors and System.CommandLine's "did you mean" suggestions, on stderr, without the help text.

@@ -23,12 +23,20 @@ public sealed class RunCommand(RunOptions options)
     // How many stop-graces a stop may wait for the guest file and the actor system before the VM is launched.
     private const int SetupGraces = 10;
     private readonly Stopwatch _started = Stopwatch.StartNew();
-    // The default until the guest file's own setting is read.
-    private TimeSpan _grace = KvmActorsConfig.WithDefaults(Config.Empty).GetTimeSpan(GraceKey);
+    // Set once the guest file's own setting is read; before that, a stop waits for the default (read only then:
+    // reading a duration from the defaults at start-up cost 30 ms of the run, Akka's duration regex being compiled).
+    // Ticks, 0 until set: read by the stop path on another thread.
+    private long _fileGraceTicks;
+    private TimeSpan StopGrace
+    {
+        get => Interlocked.Read(ref _fileGraceTicks) is > 0 and var t ? TimeSpan.FromTicks(t) : KvmActorsConfig.Reference.GetTimeSpan(GraceKey);
+        set => Interlocked.Exchange(ref _fileGraceTicks, value.Ticks);
+    }
     private readonly TaskCompletionSource _launched = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public async Task<int> RunAsync()
     {
+        StartupTrace.Mark("run-command");
         // The end path runs on pool threads (timers, continuations) while a VM's setup may block pool threads
         // (creating vCPUs), and the pool adds threads only slowly: start with enough that a stop is never late.
         ThreadPool.GetMinThreads(out var workers, out var io);
@@ -38,6 +46,7 @@ public sealed class RunCommand(RunOptions options)
         // blocked on a full stdout would block every stderr line (the summary, the logs). So stderr gets a writer
         // of its own on fd 2, and so does Console.Out: fd 1 carries only guest bytes (the sinks write it
         // directly), and anything written to Console.Out (e.g. Akka's fallback logger at shutdown) goes to stderr.
+        StartupTrace.Mark("stops");
         var stderr = KeepCallersStderr ? Console.Error : StderrWriter();
         Console.SetError(stderr);
         Console.SetOut(stderr);
@@ -45,10 +54,10 @@ public sealed class RunCommand(RunOptions options)
         if (await Task.WhenAny(run, stops.First) == run) return await run;
         // Once the VM is launched RunVmAsync answers the stop itself, every wait bounded; this bounds the setup
         // before that (loading the guest file, starting the actor system), generously: a slow start is not a stuck one.
-        await Task.WhenAny(_launched.Task, run, Task.Delay(_grace * SetupGraces));
+        await Task.WhenAny(_launched.Task, run, Task.Delay(StopGrace * SetupGraces));
         if (_launched.Task.IsCompleted || run.IsCompleted) return await run;
         var stop = stops.First.Result;
-        Console.Error.WriteLine($"kvmactors: {stop.Why}: the VM was not set up {(_grace * SetupGraces).TotalMilliseconds:0} ms later; exiting");
+        Console.Error.WriteLine($"kvmactors: {stop.Why}: the VM was not set up {(StopGrace * SetupGraces).TotalMilliseconds:0} ms later; exiting");
         return stop.Status;
     }
 
@@ -69,6 +78,24 @@ public sealed class RunCommand(RunOptions options)
 
     private async Task<int> RunVmAsync(StopRequests stops)
     {
+        StartupTrace.Mark("run-vm");
+        // Logs go to stderr through Serilog (Akka.Logger.Serilog); stdout carries only guest output. Set before the
+        // actor system starts: its logger actor writes through it.
+        Log.Logger = new LoggerConfiguration()
+            .MinimumLevel.Is(SerilogLevel(options.LogLevel))
+            .WriteTo.Console(standardErrorFromLevel: LogEventLevel.Verbose,
+                outputTemplate: "[{Timestamp:HH:mm:ss.fff} {Level:u3}] {Message:lj}{NewLine}{Exception}")
+            .CreateLogger();
+        // The actor system's start (about a third of the process's start-up) depends on the guest only where the guest
+        // sets kvmactors.* keys: it starts now, on another core, with the CLI's settings, while the guest file is read;
+        // a guest with settings of its own gets a system started with them instead (README: "Benchmark", start-up).
+        var cliConfig = KvmActorsConfig.WithDefaults(AkkaConfig(options.LogLevel));
+        var early = Task.Run(() =>
+        {
+            var s = ActorSystem.Create("kvmactors", cliConfig);
+            StartupTrace.Mark("early-system");
+            return s;
+        });
         var snapshot = options.RestorePath is { } restorePath ? SnapshotFiles.Load(restorePath) : null;
         var spec = snapshot is not null
             ? GuestConfigLoader.FromSnapshot(snapshot, GuestConfigLoader.ConsoleRemap(snapshot.State.Guest.Config,
@@ -77,26 +104,28 @@ public sealed class RunCommand(RunOptions options)
             : options.ConfigPath is null
                 ? GuestConfigLoader.FromText(BuiltInGuests.Seed, GuestConfigLoader.BuiltIn, Environment.CurrentDirectory, options.Sets)
                 : GuestConfigLoader.LoadFile(options.ConfigPath, options.Sets);
+        StartupTrace.Mark("guest-config");
         if (spec.Gdb is { } gdb)
             Console.Error.WriteLine($"kvmactors: gdb stub on {gdb.Listen}{(gdb.Wait ? "; the guest waits for gdb to attach and continue" : "")}");
-        var runtimeConfig = KvmActorsConfig.WithDefaults(AkkaConfig(options.LogLevel).WithFallback(spec.RuntimeConfig));
-        _grace = Grace(runtimeConfig, spec.SourceFile);
+        var runtimeConfig = spec.RuntimeConfig.IsEmpty ? cliConfig : KvmActorsConfig.WithDefaults(AkkaConfig(options.LogLevel).WithFallback(spec.RuntimeConfig));
+        StopGrace = Grace(runtimeConfig, spec.SourceFile);
         if (options.ReportMemory is { Count: > 0 } ranges)
             spec = spec with { ReportMemory = EndReport.CheckMemoryRanges(ranges, spec.Machine.Memory, ReportMemoryLimit(runtimeConfig, spec.SourceFile)) };
-
-        // Logs go to stderr through Serilog (Akka.Logger.Serilog); stdout carries only guest output.
-        Log.Logger = new LoggerConfiguration()
-            .MinimumLevel.Is(SerilogLevel(options.LogLevel))
-            .WriteTo.Console(standardErrorFromLevel: LogEventLevel.Verbose,
-                outputTemplate: "[{Timestamp:HH:mm:ss.fff} {Level:u3}] {Message:lj}{NewLine}{Exception}")
-            .CreateLogger();
-        var system = ActorSystem.Create("kvmactors", runtimeConfig);
+        ActorSystem system;
+        if (spec.RuntimeConfig.IsEmpty) system = await early;
+        else
+        {
+            _ = early.ContinueWith(t => t.Result.Terminate(), TaskContinuationOptions.OnlyOnRanToCompletion);
+            system = ActorSystem.Create("kvmactors", runtimeConfig);
+        }
+        StartupTrace.Mark("actor-system");
         var stopped = true;
         try
         {
             var (vm, ended) = VmLauncher.Launch(system, spec, RuntimeSettingsBinder.Bind(system.Settings.Config, spec.SourceFile, BuiltInDevices.Assemblies), "vm",
                 snapshot is null ? null : VmRestore.From(snapshot));
             _launched.TrySetResult();
+            StartupTrace.Mark("launched");
             StopRequest? stop = null;
             if (await Task.WhenAny(ended, stops.First) != ended)
             {
@@ -104,28 +133,31 @@ public sealed class RunCommand(RunOptions options)
                 vm.Tell(new StopVm(stop.Why));
                 // The grace counts from when the stop was due, not from when this continuation ran: a timer or a
                 // pool thread running late on a busy host does not stretch the bound.
-                var left = _grace - Stopwatch.GetElapsedTime(stop.At);
+                var left = StopGrace - Stopwatch.GetElapsedTime(stop.At);
                 if (left > TimeSpan.Zero) await Task.WhenAny(ended, Task.Delay(left));
             }
+            StartupTrace.Mark("ended");
             stopped = ended.IsCompleted;
             var result = stopped
                 ? ended.Result
-                : new VmEnded(spec.Name, VmEndReason.StoppedOnRequest, $"{stop!.Why}; the VM had not stopped {_grace.TotalMilliseconds:0} ms after the request",
+                : new VmEnded(spec.Name, VmEndReason.StoppedOnRequest, $"{stop!.Why}; the VM had not stopped {StopGrace.TotalMilliseconds:0} ms after the request",
                     0, null, []);
             var status = StatusOf(result, stop);
             Summarise(result);
             LastEndReason = result.Reason;
             EndReport.WriteMemoryText(Console.Error, result.MemoryDumps);
-            if (options.ReportPath is { } path) EndReport.TryWrite(path, result, status, _started.Elapsed, _grace);
+            if (options.ReportPath is { } path) EndReport.TryWrite(path, result, status, _started.Elapsed, StopGrace);
             return status;
         }
         finally
         {
             // A VM that did not stop would hold up the actor system's termination: the process exit ends it instead
             // (the kernel releases its fds, mappings and threads). One grace for the shutdown and the log's flush.
-            var shutdown = Task.Delay(_grace);
+            var shutdown = Task.Delay(StopGrace);
             if (stopped) await Task.WhenAny(system.Terminate(), shutdown);
+            StartupTrace.Mark("terminated");
             await Task.WhenAny(Log.CloseAndFlushAsync().AsTask(), shutdown);
+            StartupTrace.Mark("flushed");
         }
     }
 
