@@ -111,6 +111,16 @@ public sealed class RunCommand(RunOptions options)
         StopGrace = Grace(runtimeConfig, spec.SourceFile);
         if (options.ReportMemory is { Count: > 0 } ranges)
             spec = spec with { ReportMemory = EndReport.CheckMemoryRanges(ranges, spec.Machine.Memory, ReportMemoryLimit(runtimeConfig, spec.SourceFile)) };
+        // The runtime settings (the kvmactors block, the same in runtimeConfig as in the system's config) and the KVM VM
+        // (open /dev/kvm, KVM_CREATE_VM, memory, image, vCPU fds) are made here while the actor system starts on the
+        // other core; the VM actor takes the machine over. A machine that cannot be created here is left to the VM
+        // actor, whose set-up fails the same way and reports it as a VM that ended (the one path for that error).
+        var settings = RuntimeSettingsBinder.Bind(runtimeConfig, spec.SourceFile, BuiltInDevices.Assemblies);
+        Machine? prebuilt = null;
+        if (snapshot is null)
+            try { prebuilt = Machine.Create(spec.Machine, settings.KvmDevice); }
+            catch (Exception) { prebuilt = null; }
+        StartupTrace.Mark("machine");
         ActorSystem system;
         if (spec.RuntimeConfig.IsEmpty) system = await early;
         else
@@ -122,8 +132,7 @@ public sealed class RunCommand(RunOptions options)
         var stopped = true;
         try
         {
-            var (vm, ended) = VmLauncher.Launch(system, spec, RuntimeSettingsBinder.Bind(system.Settings.Config, spec.SourceFile, BuiltInDevices.Assemblies), "vm",
-                snapshot is null ? null : VmRestore.From(snapshot));
+            var (vm, ended) = VmLauncher.Launch(system, spec, settings, "vm", snapshot is null ? null : VmRestore.From(snapshot), prebuilt);
             _launched.TrySetResult();
             StartupTrace.Mark("launched");
             StopRequest? stop = null;

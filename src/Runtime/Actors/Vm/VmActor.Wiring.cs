@@ -51,9 +51,9 @@ public sealed partial class VmActor
     private void Setup()
     {
         _restore?.CheckMatches(_spec);
-        var kernel = _machine = _restore is null
+        var kernel = _machine = _prebuilt ?? (_restore is null
             ? Machine.Create(_spec.Machine, _settings.KvmDevice)
-            : Machine.Restore(_spec.Machine, _settings.KvmDevice, _restore.ForMachine());
+            : Machine.Restore(_spec.Machine, _settings.KvmDevice, _restore.ForMachine()));
         if (kernel.RefusedMsrs.Count > 0)
             _log.Warning("VM '{0}': this host's KVM refused saved MSR(s) {1}; the guest runs on without them", _spec.Name,
                 string.Join(", ", kernel.RefusedMsrs.Select(m => $"0x{m:x}")));

@@ -25,16 +25,19 @@ public sealed partial class VmActor : UntypedActor, IWithTimers
     private readonly VmSettings _settings;
     /// <summary>Build the VM from a snapshot instead of booting it (null: boot).</summary>
     private readonly Snapshot.VmRestore? _restore;
+    /// <summary>The KVM VM already created by the caller (kvmactors run creates it while the actor system starts), or null.</summary>
+    private readonly Machine? _prebuilt;
     private readonly ILoggingAdapter _log = Context.GetLogger();
 
     public ITimerScheduler Timers { get; set; } = null!;
 
-    public VmActor(GuestSpec spec, IActorRef owner, VmSettings settings, Snapshot.VmRestore? restore = null)
+    public VmActor(GuestSpec spec, IActorRef owner, VmSettings settings, Snapshot.VmRestore? restore = null, Machine? prebuilt = null)
     {
         _spec = spec;
         _owner = owner;
         _settings = settings;
         _restore = restore;
+        _prebuilt = prebuilt;
     }
 
     /// <summary>
@@ -42,8 +45,9 @@ public sealed partial class VmActor : UntypedActor, IWithTimers
     /// <paramref name="restore"/>, built from that snapshot and run on from where it was.
     /// </summary>
     /// <remarks>On its own thread (<see cref="KvmActorsConfig.VmDispatcherId"/>): its set-up and release block in KVM.</remarks>
-    public static Props Props(GuestSpec spec, IActorRef owner, VmSettings settings, Snapshot.VmRestore? restore = null) =>
-        Akka.Actor.Props.Create(() => new VmActor(spec, owner, settings, restore)).WithDispatcher(KvmActorsConfig.VmDispatcherId);
+    /// <param name="prebuilt">A machine created from <paramref name="spec"/> (not restored) that this VM takes over and releases.</param>
+    public static Props Props(GuestSpec spec, IActorRef owner, VmSettings settings, Snapshot.VmRestore? restore = null, Machine? prebuilt = null) =>
+        Akka.Actor.Props.Create(() => new VmActor(spec, owner, settings, restore, prebuilt)).WithDispatcher(KvmActorsConfig.VmDispatcherId);
 
     protected override SupervisorStrategy SupervisorStrategy() =>
         new VmSupervisorStrategy(

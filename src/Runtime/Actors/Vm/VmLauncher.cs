@@ -8,13 +8,15 @@ public static class VmLauncher
 {
     public sealed record Launched(IActorRef Vm, Task<VmEnded> Ended);
 
-    public static Launched Launch(ActorSystem system, GuestSpec spec, VmSettings settings, string? name = null, Snapshot.VmRestore? restore = null)
+    /// <param name="prebuilt">See <see cref="VmActor.Props"/>.</param>
+    public static Launched Launch(ActorSystem system, GuestSpec spec, VmSettings settings, string? name = null, Snapshot.VmRestore? restore = null,
+        Machine? prebuilt = null)
     {
         var done = new TaskCompletionSource<VmEnded>(TaskCreationOptions.RunContinuationsAsynchronously);
         var owner = system.ActorOf(Props.Create(() => new EndListener(done)));
         var vm = name is null
-            ? system.ActorOf(VmActor.Props(spec, owner, settings, restore))
-            : system.ActorOf(VmActor.Props(spec, owner, settings, restore), name);
+            ? system.ActorOf(VmActor.Props(spec, owner, settings, restore, prebuilt))
+            : system.ActorOf(VmActor.Props(spec, owner, settings, restore, prebuilt), name);
         return new Launched(vm, done.Task);
     }
 
