@@ -89,8 +89,10 @@ public sealed class RunCommand(RunOptions options)
         // The actor system's start (about a third of the process's start-up) depends on the guest only where the guest
         // sets kvmactors.* keys: it starts now, on another core, with the CLI's settings, while the guest file is read;
         // a guest with settings of its own gets a system started with them instead (README: "Benchmark", start-up).
+        // Not started where the guest plainly has settings (a --set kvmactors.... or a file that names kvmactors): a
+        // system started for nothing would only take the other core from the guest file's binding.
         var cliConfig = KvmActorsConfig.WithDefaults(AkkaConfig(options.LogLevel));
-        var early = Task.Run(() =>
+        var early = MayHaveRuntimeSettings() ? null : Task.Run(() =>
         {
             var s = ActorSystem.Create("kvmactors", cliConfig);
             StartupTrace.Mark("early-system");
@@ -122,10 +124,10 @@ public sealed class RunCommand(RunOptions options)
             catch (Exception) { prebuilt = null; }
         StartupTrace.Mark("machine");
         ActorSystem system;
-        if (spec.RuntimeConfig.IsEmpty) system = await early;
+        if (early is not null && spec.RuntimeConfig.IsEmpty) system = await early;
         else
         {
-            _ = early.ContinueWith(t => t.Result.Terminate(), TaskContinuationOptions.OnlyOnRanToCompletion);
+            _ = early?.ContinueWith(t => t.Result.Terminate(), TaskContinuationOptions.OnlyOnRanToCompletion);
             system = ActorSystem.Create("kvmactors", runtimeConfig);
         }
         StartupTrace.Mark("actor-system");
@@ -168,6 +170,17 @@ public sealed class RunCommand(RunOptions options)
             await Task.WhenAny(Log.CloseAndFlushAsync().AsTask(), shutdown);
             StartupTrace.Mark("flushed");
         }
+    }
+
+    /// <summary>A guess, only for whether to start the actor system early: the loaded guest's own settings decide.</summary>
+    private bool MayHaveRuntimeSettings()
+    {
+        if (options.Sets.Any(set => set.TrimStart().StartsWith("kvmactors", StringComparison.Ordinal))) return true;
+        if (options.ConfigPath is not { } path || options.RestorePath is not null) return false;
+        // Read as the loader reads it (a regular file, bounded; never a FIFO); a file that cannot be read is the loader's to report.
+        try { return Encoding.UTF8.GetString(ConfigFiles.Read(Path.GetFullPath(path), path, GuestConfigLoader.MaxConfigBytes, "a guest file",
+                  problem => new ConfigException(path, "(file)", problem))).Contains("kvmactors", StringComparison.Ordinal); }
+        catch (ConfigException) { return false; }
     }
 
     /// <summary>
