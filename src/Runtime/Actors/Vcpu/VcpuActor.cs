@@ -52,7 +52,7 @@ public sealed partial class VcpuActor : UntypedActor, IVcpuExitActions
         _id = setup.Vcpu.Id;
         _maxExitsPerMessage = Math.Max(1, setup.Settings.ExitsPerMessage);
         _exits = new VcpuExitHandler(_id, setup.VcpuCount, _progress.Ports ?? setup.Ports, _progress.Mmio ?? setup.Mmio, setup.Memory.IsReadOnly, setup.Unmapped,
-            setup.Settings.ReadSnapshots, _progress, this);
+            setup.Settings.ReadSnapshots, _progress, this, setup.Settings.ReadSnapshotWait);
     }
 
     public static Props Props(VcpuSetup setup) =>
