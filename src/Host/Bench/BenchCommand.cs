@@ -192,6 +192,7 @@ public static class BenchCommand
         if (native?.Skipped is { } skipped) Console.WriteLine($"C exitbench reference skipped: {skipped}");
 
         var clockCost = ExitTiming.MeasureClockCostMicroseconds();
+        IReadOnlyList<(string Layer, double Nanoseconds)> layers = [];
         ExitTiming.Enabled = true; // two timestamps per exit, in both variants alike
         try
         {
@@ -280,6 +281,11 @@ public static class BenchCommand
                 }
             }
             Console.Error.Write("\r                    \r");
+            if (o.Ablation)
+            {
+                ExitTiming.Enabled = false;
+                layers = ExitPathLayers.Measure(ActorsVariant.System!);
+            }
         }
         finally
         {
@@ -293,15 +299,16 @@ public static class BenchCommand
         }
 
         PrintTable(cells, native is { Binary: not null });
-        if (o.Ablation) PrintAblation(cells);
+        if (o.Ablation) PrintAblation(cells, layers);
         PrintTargets(cells);
+        Console.WriteLine($"load average after the exit-path runs: {LoadAverage()} ({Environment.ProcessorCount} CPUs)");
 
         var startupDir = Path.Combine(Path.GetTempPath(), $"kvmactors-startup-{Environment.ProcessId}");
         var startup = o.StartupRuns > 0 ? StartupBench.MeasureAll(StartupBench.Candidates(native, startupDir), o.StartupRuns) : [];
         if (o.StartupRuns > 0) StartupBench.Print(startup);
         if (Directory.Exists(startupDir)) Directory.Delete(startupDir, recursive: true);
 
-        if (o.JsonPath is not null) WriteJson(o, cells, startup, native);
+        if (o.JsonPath is not null) WriteJson(o, cells, startup, native, layers);
         return ExitCodes.Ok;
     }
 
@@ -357,7 +364,8 @@ public static class BenchCommand
             Console.WriteLine($"{c.Workload.Name(),-8} {c.Vcpus,5}  {Pair(c.Outside, c, "F2"),17}  {Pair(c.CpuOutside, c, "F2"),17}  {Pair(c.Inside, c, "F1"),15}  " +
                               $"{Pair(c.Cpu, c, "F2"),17}  {Pair(c.Alloc, c, "F1"),14}  {100 * Stats.Median(c.Busy[ActorsVariant.Name]),10:F2}%");
         Console.WriteLine($"handling CPU: the vCPU thread's own CPU time (CLOCK_THREAD_CPUTIME_ID) outside KVM_RUN, on one exit in {ExitTiming.CpuSampleEvery}:");
-        Console.WriteLine("  unlike wall time it does not count the time the thread was preempted; process CPU: all threads, user + system");
+        Console.WriteLine("  unlike wall time it does not count the time the thread was preempted (nor blocked waiting for a device's answer);");
+        Console.WriteLine("  it includes about 0.1-0.2 µs of the clock read's own disturbance in both variants; process CPU: all threads, user + system");
         Console.WriteLine("alloc: bytes the vCPU threads allocated per exit (GC.GetAllocatedBytesForCurrentThread; devices run inline are on them)");
         Console.WriteLine("device busy: share of the actors' Tells from a vCPU thread that found the device's mailbox already running or queued");
     }
@@ -388,7 +396,7 @@ public static class BenchCommand
         }
     }
 
-    private static void PrintAblation(List<Cell> cells)
+    private static void PrintAblation(List<Cell> cells, IReadOnlyList<(string Layer, double Nanoseconds)> layers)
     {
         var names = Ablations.Select(a => a.Name).Prepend(ActorsVariant.Name).ToList();
         Console.WriteLine();
@@ -398,11 +406,15 @@ public static class BenchCommand
             Console.WriteLine($"{c.Workload.Name(),-8} {c.Vcpus,5}" +
                               string.Concat(names.Select(n => $"  {Stats.Median(c.Rate[n]),8:N0} ({Stats.Median(c.Ratio[n]),5:F3}) {Stats.Median(c.Outside[n]),5:F2}/{Stats.Median(c.CpuOutside[n]),4:F2}")));
         foreach (var a in Ablations) Console.WriteLine($"  {a.Name}: {a.Description}");
+        Console.WriteLine();
+        Console.WriteLine("ablation without KVM: ns per access of each layer of the actors' path, one thread running devices inline, caches hot");
+        foreach (var (layer, ns) in layers) Console.WriteLine($"  {layer,-52} {ns,7:F1} ns");
     }
 
     private static string Rate(List<double> values) => $"{Stats.Median(values),10:N0} ±{Stats.Spread(values) * 100,4:F1}%";
 
-    private static void WriteJson(BenchOptions o, List<Cell> cells, List<(StartupBench.Candidate Candidate, StartupBench.Summary? Summary)> startup, NativeReference? native)
+    private static void WriteJson(BenchOptions o, List<Cell> cells, List<(StartupBench.Candidate Candidate, StartupBench.Summary? Summary)> startup, NativeReference? native,
+        IReadOnlyList<(string Layer, double Nanoseconds)> layers)
     {
         var doc = new Dictionary<string, object?>
         {
@@ -447,6 +459,8 @@ public static class BenchCommand
                 ["skipped"] = r.Candidate.Skipped,
             }).ToList(),
             ["native_skipped"] = native is null ? "--no-native" : native.Skipped,
+            ["layers_ns"] = layers.ToDictionary(l => l.Layer, l => Math.Round(l.Nanoseconds, 1)),
+            ["repeats"] = o.Repeats,
             ["iterations"] = o.Iterations,
             ["rounds"] = o.Rounds,
             ["host_cpus"] = Environment.ProcessorCount,
