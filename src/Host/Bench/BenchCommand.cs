@@ -126,6 +126,8 @@ public static class BenchCommand
     private sealed record Variant(string Name, string Description, string? AkkaOverrides)
     {
         public bool IsInline => AkkaOverrides is null;
+        /// <summary>An inline loop whose vCPU threads block the kick signal outside KVM_RUN as the runtime's do (KVM_SET_SIGNAL_MASK).</summary>
+        public bool InlineSignalMask { get; init; }
         public ActorSystem? System;
         public VmSettings? Settings;
     }
@@ -140,7 +142,11 @@ public static class BenchCommand
         new("no-snapshot", "every IN a round trip (read snapshots off)", "kvmactors.devices.read-snapshots = off"),
         new("exit-per-msg", "one RunGuest message per exit", "kvmactors.vcpu.exits-per-message = 1"),
         new("no-snapshot-wait", "an IN finding writes in flight does the round trip at once (read-snapshot-wait = 0s)", "kvmactors.devices.read-snapshot-wait = 0s"),
-        new("before", "all three off: the exit path before issue 6",
+        new("inline-sigmask", "the inline loop with the runtime's kick signal mask (KVM_SET_SIGNAL_MASK: swapped on every KVM_RUN)", null)
+        {
+            InlineSignalMask = true,
+        },
+        new("before", "pool devices, no snapshots, one exit per message: the exit path before issue 6",
             "kvmactors.device-dispatcher.type = Dispatcher\nkvmactors.devices.read-snapshots = off\nkvmactors.vcpu.exits-per-message = 1"),
     ];
 
@@ -211,6 +217,7 @@ public static class BenchCommand
             var timeout = TimeSpan.FromSeconds(Math.Max(60, o.Iterations / 1000.0));
 
             var nice = ActorsVariant.Settings!.VcpuThreadNice;
+            var kickSignal = ActorsVariant.Settings!.KickSignal;
             Console.WriteLine($"vCPU threads of every variant at nice {nice} (kvmactors.vcpu.thread-nice); " +
                               $"thread CPU clock: {clockCost:F2} µs per read, subtracted from each sampled exit");
             async Task<(long Exits, TimeSpan Elapsed, TimeSpan Cpu, long Fast, long Slow, long Waited)> RunOne(Variant v, GuestSpec spec, string runId)
@@ -218,7 +225,7 @@ public static class BenchCommand
                 ExitTiming.TakeAndReset();
                 if (v.IsInline)
                 {
-                    var r = InlineRunner.Run(spec, kvmDevice, nice);
+                    var r = InlineRunner.Run(spec, kvmDevice, nice, v.InlineSignalMask ? kickSignal : 0);
                     return (r.ComExits, r.Elapsed, r.Cpu, 0, 0, 0);
                 }
                 var a = await ActorRunner.RunAsync(v.System!, v.Settings!, spec, runId, timeout);
@@ -275,7 +282,7 @@ public static class BenchCommand
                         cell.Of(cell.Busy, v.Name).Add(t.DeviceTells > 0 ? (double)t.DeviceBusy / t.DeviceTells : 0);
                         cell.Of(cell.Cpu, v.Name).Add(sum.Cpu.TotalMicroseconds / sum.Exits);
                     }
-                    foreach (var v in variants.Where(v => !v.IsInline))
+                    foreach (var v in variants.Where(v => v != InlineVariant))
                         cell.Of(cell.Ratio, v.Name).Add(rates[v.Name] / rates[InlineVariant.Name]);
                     if (native?.ExitsPerSecond(cell.Workload, cell.Vcpus, o.Iterations) is { } c) cell.Native.Add(c);
                 }
@@ -407,6 +414,9 @@ public static class BenchCommand
             Console.WriteLine($"{c.Workload.Name(),-8} {c.Vcpus,5}" +
                               string.Concat(names.Select(n => $"  {Stats.Median(c.Rate[n]),8:N0} ({Stats.Median(c.Ratio[n]),5:F3}) {Stats.Median(c.Outside[n]),5:F2}/{Stats.Median(c.CpuOutside[n]),4:F2}")));
         foreach (var a in Ablations) Console.WriteLine($"  {a.Name}: {a.Description}");
+        Console.WriteLine($"in KVM_RUN, µs per exit (median): {string.Join("  ", names.Prepend(InlineVariant.Name).Select(n => n))}");
+        foreach (var c in cells)
+            Console.WriteLine($"{c.Workload.Name(),-8} {c.Vcpus,5}" + string.Concat(names.Prepend(InlineVariant.Name).Select(n => $"  {Stats.Median(c.Inside[n]),6:F2}")));
         Console.WriteLine();
         Console.WriteLine("ablation without KVM: ns per access of each layer of the actors' path, one thread running devices inline, caches hot");
         foreach (var (layer, ns) in layers) Console.WriteLine($"  {layer,-52} {ns,7:F1} ns");

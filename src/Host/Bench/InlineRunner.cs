@@ -19,7 +19,7 @@ public static class InlineRunner
 {
     public sealed record Result(long ComExits, TimeSpan Elapsed, TimeSpan Cpu);
 
-    public static Result Run(GuestSpec spec, string kvmDevice, int threadNice)
+    public static Result Run(GuestSpec spec, string kvmDevice, int threadNice, int kickSignal = 0)
     {
         using var machine = Machine.Create(spec.Machine, kvmDevice);
         var uart = new Uart16550();
@@ -34,6 +34,7 @@ public static class InlineRunner
             try
             {
                 VcpuKick.LowerThreadPriority(threadNice);
+                if (kickSignal > 0) VcpuKick.PrepareThread(vcpu, kickSignal); // --ablation inline-sigmask: KVM_RUN swaps the mask
                 gate.Wait();
                 comExits[i] = Loop(vcpu, uart, marks);
             }
