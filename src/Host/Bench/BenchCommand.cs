@@ -153,7 +153,7 @@ public static class BenchCommand
     private sealed record Cell(Workload Workload, int Vcpus)
     {
         public readonly Dictionary<string, List<double>> Rate = new(), Ratio = new(), Cpu = new(), Outside = new(), Inside = new(),
-            CpuOutside = new(), Alloc = new(), Busy = new();
+            CpuOutside = new(), Alloc = new(), Busy = new(), PoolRuns = new();
         public readonly List<double> Native = new();
         public long FastReads, SlowReads, WaitedReads; // COM1 INs answered from the read snapshot / by a round trip / from it after a wait (actors)
 
@@ -167,6 +167,7 @@ public static class BenchCommand
         public long Exits;
         public TimeSpan Elapsed, Cpu;
         public ExitTiming.Totals Timing;
+        public long PoolRuns;
 
         public void Add(long exits, TimeSpan elapsed, TimeSpan cpu, ExitTiming.Totals t)
         {
@@ -223,6 +224,7 @@ public static class BenchCommand
             async Task<(long Exits, TimeSpan Elapsed, TimeSpan Cpu, long Fast, long Slow, long Waited)> RunOne(Variant v, GuestSpec spec, string runId)
             {
                 ExitTiming.TakeAndReset();
+                ExitTiming.TakePoolRuns();
                 if (v.IsInline)
                 {
                     var r = InlineRunner.Run(spec, kvmDevice, nice, v.InlineSignalMask ? kickSignal : 0);
@@ -261,6 +263,7 @@ public static class BenchCommand
                         if (r.Exits != expected)
                             throw new InvalidOperationException($"{v.Name} {cell.Workload.Name()} x{cell.Vcpus}: {r.Exits} COM1 exits, expected {expected}");
                         sums[v.Name].Add(r.Exits, r.Elapsed, r.Cpu, ExitTiming.TakeAndReset());
+                        sums[v.Name].PoolRuns += ExitTiming.TakePoolRuns();
                         if (v == ActorsVariant)
                         {
                             cell.FastReads += r.Fast;
@@ -281,6 +284,7 @@ public static class BenchCommand
                         cell.Of(cell.Alloc, v.Name).Add((double)t.AllocatedBytes / t.Exits);
                         cell.Of(cell.Busy, v.Name).Add(t.DeviceTells > 0 ? (double)t.DeviceBusy / t.DeviceTells : 0);
                         cell.Of(cell.Cpu, v.Name).Add(sum.Cpu.TotalMicroseconds / sum.Exits);
+                        cell.Of(cell.PoolRuns, v.Name).Add(sum.PoolRuns);
                     }
                     foreach (var v in variants.Where(v => v != InlineVariant))
                         cell.Of(cell.Ratio, v.Name).Add(rates[v.Name] / rates[InlineVariant.Name]);
@@ -366,15 +370,17 @@ public static class BenchCommand
 
         Console.WriteLine();
         Console.WriteLine("per exit, inline / actors (medians over rounds):");
-        Console.WriteLine($"{"workload",-8} {"vCPUs",5}  {"handling wall µs",17}  {"handling CPU µs",17}  {"in KVM_RUN µs",15}  {"process CPU µs",17}  {"alloc B/exit",14}  {"device busy",11}");
+        Console.WriteLine($"{"workload",-8} {"vCPUs",5}  {"handling wall µs",17}  {"handling CPU µs",17}  {"in KVM_RUN µs",15}  {"process CPU µs",17}  {"alloc B/exit",14}  {"device busy",11}  {"pool runs",9}");
         foreach (var c in cells)
             Console.WriteLine($"{c.Workload.Name(),-8} {c.Vcpus,5}  {Pair(c.Outside, c, "F2"),17}  {Pair(c.CpuOutside, c, "F2"),17}  {Pair(c.Inside, c, "F1"),15}  " +
-                              $"{Pair(c.Cpu, c, "F2"),17}  {Pair(c.Alloc, c, "F1"),14}  {100 * Stats.Median(c.Busy[ActorsVariant.Name]),10:F2}%");
+                              $"{Pair(c.Cpu, c, "F2"),17}  {Pair(c.Alloc, c, "F1"),14}  {100 * Stats.Median(c.Busy[ActorsVariant.Name]),10:F2}%  {Stats.Median(c.PoolRuns[ActorsVariant.Name]),9:F0}");
         Console.WriteLine($"handling CPU: the vCPU thread's own CPU time (CLOCK_THREAD_CPUTIME_ID) outside KVM_RUN, on one exit in {ExitTiming.CpuSampleEvery}:");
         Console.WriteLine("  unlike wall time it does not count the time the thread was preempted (nor blocked waiting for a device's answer);");
         Console.WriteLine("  it includes about 0.1-0.2 µs of the clock read's own disturbance in both variants; process CPU: all threads, user + system");
         Console.WriteLine("alloc: bytes the vCPU threads allocated per exit (GC.GetAllocatedBytesForCurrentThread; devices run inline are on them)");
-        Console.WriteLine("device busy: share of the actors' Tells from a vCPU thread that found the device's mailbox already running or queued");
+        Console.WriteLine("device busy: share of the actors' Tells from a vCPU thread that found the device's mailbox already running or queued;");
+        Console.WriteLine("  pool runs: device mailboxes handed to the thread pool (a wake-up) per round, the VMs' set-up and stop included");
+        Console.WriteLine("  (messages from the VM actor's thread: about 8 per run without any exit); more than that are exits' device work");
     }
 
     private static string Pair(Dictionary<string, List<double>> d, Cell c, string format) =>
@@ -450,6 +456,7 @@ public static class BenchCommand
                 ["inline_alloc_bytes_per_exit"] = Math.Round(Stats.Median(c.Alloc[InlineVariant.Name]), 1),
                 ["actors_alloc_bytes_per_exit"] = Math.Round(Stats.Median(c.Alloc[ActorsVariant.Name]), 1),
                 ["actors_device_busy"] = Math.Round(Stats.Median(c.Busy[ActorsVariant.Name]), 5),
+                ["actors_pool_runs"] = Stats.Median(c.PoolRuns[ActorsVariant.Name]),
                 ["actors_in_from_snapshot"] = c.FastReads + c.SlowReads > 0 ? Math.Round((double)c.FastReads / (c.FastReads + c.SlowReads), 4) : null,
                 ["c_exitbench"] = c.Native.Count > 0 ? Math.Round(Stats.Median(c.Native)) : null,
                 ["ablation"] = o.Ablation

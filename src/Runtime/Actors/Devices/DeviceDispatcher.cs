@@ -107,7 +107,11 @@ public sealed class DeviceDispatcher : MessageDispatcher
         }
     }
 
-    private static void Pool(IRunnable run) => ThreadPool.UnsafeQueueUserWorkItem(static r => r.Run(), run, preferLocal: false);
+    private static void Pool(IRunnable run)
+    {
+        if (ExitTiming.Enabled) ExitTiming.CountPoolRun();
+        ThreadPool.UnsafeQueueUserWorkItem(static r => r.Run(), run, preferLocal: false);
+    }
 
     protected override void Shutdown() { }
 }

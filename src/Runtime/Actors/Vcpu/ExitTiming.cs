@@ -46,6 +46,14 @@ public static class ExitTiming
         if (busy) _threadBusy++;
     }
 
+    private static long s_poolRuns;
+
+    /// <summary>Device dispatcher: a device mailbox was handed to the thread pool (a wake-up) while timing is on.</summary>
+    public static void CountPoolRun() => Interlocked.Increment(ref s_poolRuns);
+
+    /// <summary>Device mailboxes handed to the thread pool since the last call, cleared.</summary>
+    public static long TakePoolRuns() => Interlocked.Exchange(ref s_poolRuns, 0);
+
     /// <summary>The sums so far, cleared.</summary>
     public static Totals TakeAndReset()
     {
