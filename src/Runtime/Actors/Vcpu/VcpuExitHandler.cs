@@ -90,12 +90,11 @@ public sealed class VcpuExitHandler
     // handled, so it can be answered from the snapshot, before it falls back to the round trip; 0: never waits.
     private readonly long _snapshotWaitTicks;
 
-    // Posted byte-wide OUTs as messages made once per (port, value): a PortWrite is immutable, so the same one can
-    // be told again, and a console's OUT allocates nothing (kvmactors bench: 40 bytes per OUT otherwise).
-    private readonly Dictionary<ushort, PortWrite?[]> _byteWrites = new();
-    private ushort _byteWritesPort;
-    private PortWrite?[]? _byteWritesOfPort;
-    private const int MaxCachedWritePorts = 16;
+    // Posted byte-wide OUTs told as messages made before: a PortWrite is immutable, so the same one can be told again,
+    // and a console's OUT allocates nothing (kvmactors bench: 40 bytes per OUT otherwise). Direct-mapped on (port,
+    // value), 64 slots (512 bytes a vCPU, made at its first byte OUT): a miss just makes a new message.
+    private PortWrite?[]? _byteWrites;
+    private const int ByteWriteSlots = 64;
 
     public VcpuExitHandler(int vcpuId, int vcpuCount, PortBus ports, MmioBus mmio, Func<ulong, bool> isReadOnly,
         UnmappedAccessPolicy unmapped, bool readSnapshots, VcpuProgress progress, IVcpuExitActions actions, TimeSpan snapshotWait = default)
@@ -124,8 +123,7 @@ public sealed class VcpuExitHandler
         _lastPath = null;
         _lastMmioDevice = null;
         _lastMmioPath = null;
-        _byteWrites.Clear(); // a port's offset in its range may differ now
-        _byteWritesOfPort = null;
+        _byteWrites = null; // a port's offset in its range may differ now
     }
 
     /// <summary>KVM_RUN returned with an exit in kvm_run: count it and mark it pending (before any handling can fail).</summary>
@@ -299,18 +297,11 @@ public sealed class VcpuExitHandler
     private PortWrite Write(ushort port, ushort offset, int size, uint value)
     {
         if (size != 1) return new PortWrite(port, offset, size, value, _id);
-        if (_byteWritesOfPort is null || port != _byteWritesPort)
-        {
-            if (!_byteWrites.TryGetValue(port, out var table))
-            {
-                if (_byteWrites.Count >= MaxCachedWritePorts) return new PortWrite(port, offset, size, value, _id);
-                _byteWrites[port] = table = new PortWrite?[256];
-            }
-            _byteWritesPort = port;
-            _byteWritesOfPort = table;
-        }
-        ref var cached = ref _byteWritesOfPort![value & 0xff];
-        if (cached is null || cached.Offset != offset) cached = new PortWrite(port, offset, 1, value & 0xff, _id);
+        value &= 0xff;
+        _byteWrites ??= new PortWrite?[ByteWriteSlots];
+        ref var cached = ref _byteWrites[(value ^ port ^ (port >> 6)) % ByteWriteSlots];
+        if (cached is null || cached.Value != value || cached.Port != port || cached.Offset != offset)
+            cached = new PortWrite(port, offset, 1, value, _id);
         return cached;
     }
 
