@@ -12,7 +12,7 @@ namespace KvmActors.Host.Bench;
 /// </summary>
 public static class ActorRunner
 {
-    public sealed record Result(long ComExits, TimeSpan Elapsed, TimeSpan Cpu, long FastReads = 0, long SlowReads = 0);
+    public sealed record Result(long ComExits, TimeSpan Elapsed, TimeSpan Cpu, long FastReads = 0, long SlowReads = 0, long WaitedReads = 0);
 
     public static async Task<Result> RunAsync(ActorSystem system, VmSettings settings, GuestSpec spec, string runId, TimeSpan timeout)
     {
@@ -32,7 +32,7 @@ public static class ActorRunner
             if (!marks.Complete) throw new InvalidOperationException($"actor run of {spec.Name}: a vCPU did not write both markers");
             long com = result.Vcpus.Sum(v => v.ExitsByPort.Where(p => p.Key is >= BenchGuests.ComData and <= BenchGuests.ComData + 7).Sum(p => p.Value));
             var (fast, slow) = marks.Com1Path?.ReadCounts ?? (0, 0);
-            return new Result(com, marks.Elapsed, marks.Cpu, fast, slow);
+            return new Result(com, marks.Elapsed, marks.Cpu, fast, slow, marks.Com1Path?.WaitedReads ?? 0);
         }
         finally
         {

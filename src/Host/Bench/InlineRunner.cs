@@ -11,13 +11,15 @@ namespace KvmActors.Host.Bench;
 /// The "inline" variant: the guest built by the same <see cref="Machine"/> code, driven by a plain loop per
 /// vCPU on a dedicated thread that handles each exit where it happens, as a hand-written VMM does: no
 /// actors, no messages. COM1 is the same <see cref="Uart16550"/> register model the UART actor wraps, behind
-/// a lock (the big-lock model of a classic VMM), with its output dropped like sink null.
+/// a lock (the big-lock model of a classic VMM), with its output dropped like sink null. Its threads run at the
+/// nice value the runtime gives its vCPU threads (kvmactors.vcpu.thread-nice), so that on a shared machine both
+/// variants compete for the CPU alike and the comparison is of the exit path, not of the scheduler's weights.
 /// </summary>
 public static class InlineRunner
 {
     public sealed record Result(long ComExits, TimeSpan Elapsed, TimeSpan Cpu);
 
-    public static Result Run(GuestSpec spec, string kvmDevice)
+    public static Result Run(GuestSpec spec, string kvmDevice, int threadNice, int kickSignal = 0)
     {
         using var machine = Machine.Create(spec.Machine, kvmDevice);
         var uart = new Uart16550();
@@ -31,6 +33,8 @@ public static class InlineRunner
         {
             try
             {
+                VcpuKick.LowerThreadPriority(threadNice);
+                if (kickSignal > 0) VcpuKick.PrepareThread(vcpu, kickSignal); // --ablation inline-sigmask: KVM_RUN swaps the mask
                 gate.Wait();
                 comExits[i] = Loop(vcpu, uart, marks);
             }

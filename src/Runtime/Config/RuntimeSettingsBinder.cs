@@ -28,14 +28,18 @@ public static class RuntimeSettingsBinder
         var root = new ConfigSection(withDefaults, "", file, Environment.CurrentDirectory);
         var s = Read(root.GetSection("kvmactors"));
         return new VmSettings(s.KvmDevice, s.StopTimeout, s.KickInterval, s.KickSignal,
-            new DeviceRegistry(builtInDevices, s.Assemblies, s.PluginDirectories), s.ExitsPerMessage, s.ReadSnapshots, s.VcpuThreadNice);
+            new DeviceRegistry(builtInDevices, s.Assemblies, s.PluginDirectories), s.ExitsPerMessage, s.ReadSnapshots, s.VcpuThreadNice)
+        {
+            ReadSnapshotWait = s.ReadSnapshotWait,
+        };
     }
 
     /// <summary>Checks a <c>kvmactors</c> section (with reference.conf as its fallback) without loading any assembly.</summary>
     public static void Validate(ConfigSection kvmactors) => Read(kvmactors);
 
     private sealed record Values(string KvmDevice, TimeSpan StopTimeout, TimeSpan KickInterval, int KickSignal,
-        IReadOnlyList<string> Assemblies, IReadOnlyList<string> PluginDirectories, int ExitsPerMessage, bool ReadSnapshots, int VcpuThreadNice);
+        IReadOnlyList<string> Assemblies, IReadOnlyList<string> PluginDirectories, int ExitsPerMessage, bool ReadSnapshots, int VcpuThreadNice,
+        TimeSpan ReadSnapshotWait);
 
     private static Values Read(ConfigSection k)
     {
@@ -55,10 +59,11 @@ public static class RuntimeSettingsBinder
         var assemblies = devices.GetStringList("assemblies");
         var plugins = devices.GetStringList("plugin-directories");
         var snapshots = devices.GetBool("read-snapshots");
+        var snapshotWait = devices.GetDuration("read-snapshot-wait", min: TimeSpan.Zero, max: TimeSpan.FromMilliseconds(1));
         var vcpu = k.GetSection("vcpu");
         var exits = (int)vcpu.GetInteger("exits-per-message", min: 1, max: MaxExitsPerMessage);
         var nice = (int)vcpu.GetInteger("thread-nice", min: 0, max: 19);
-        return new Values(kvm, stop, kick, signal, assemblies, plugins, exits, snapshots, nice);
+        return new Values(kvm, stop, kick, signal, assemblies, plugins, exits, snapshots, nice, snapshotWait);
     }
 
     private static void Dispatcher(ConfigSection d)

@@ -92,6 +92,7 @@ public sealed class DeviceReadPath
         [FieldOffset(0)] public long Sent;
         [FieldOffset(8)] public long FastReads;
         [FieldOffset(16)] public long SlowReads;
+        [FieldOffset(24)] public long WaitedReads;
     }
 
     // Sized to the VM's vCPUs (a 256-slot path cost 18 KiB per device).
@@ -153,11 +154,14 @@ public sealed class DeviceReadPath
     /// vCPU side: the answer to a port read of <paramref name="size"/> bytes at <paramref name="offset"/>, when it
     /// can be given without asking the device (see the class comment); false means: do the round trip.
     /// </summary>
-    public bool TryRead(int vcpuId, ulong offset, int size, out ulong value)
+    /// <param name="waitTicks">How long (Stopwatch ticks) to wait, spinning, for writes still being handled by the
+    /// device on another thread, before giving up on the snapshot: a device busy elsewhere is nearly always done
+    /// within a µs or two, and the round trip instead blocks the vCPU thread until the device's thread wakes it.</param>
+    public bool TryRead(int vcpuId, ulong offset, int size, out ulong value, long waitTicks = 0)
     {
         value = 0;
         if ((uint)vcpuId >= (uint)_vcpus.Length) return false;
-        if (!_unusable && Volatile.Read(ref _snapshot) is not null && AllWritesHandled())
+        if (!_unusable && Volatile.Read(ref _snapshot) is not null && (AllWritesHandled() || waitTicks > 0 && WaitForWrites(vcpuId, waitTicks)))
         {
             // Read after the counts: at least as new as the state that followed every write counted above.
             var snapshot = Volatile.Read(ref _snapshot);
@@ -171,6 +175,22 @@ public sealed class DeviceReadPath
         return false;
     }
 
+    private bool WaitForWrites(int vcpuId, long waitTicks)
+    {
+        var deadline = System.Diagnostics.Stopwatch.GetTimestamp() + waitTicks;
+        var spin = new SpinWait();
+        do
+        {
+            spin.SpinOnce(sleep1Threshold: -1); // spins, then yields the CPU (to the device's thread, if it waits for one)
+            if (AllWritesHandled())
+            {
+                _vcpus[vcpuId].WaitedReads++;
+                return true;
+            }
+        } while (System.Diagnostics.Stopwatch.GetTimestamp() < deadline);
+        return false;
+    }
+
     private bool AllWritesHandled()
     {
         var n = Volatile.Read(ref _vcpusSeen);
@@ -180,6 +200,17 @@ public sealed class DeviceReadPath
             if (Volatile.Read(ref _handled[v]) < sent) return false;
         }
         return true;
+    }
+
+    /// <summary>Reads answered from the snapshot after waiting for other vCPUs' writes to be handled (counted in Fast too; diagnostics).</summary>
+    public long WaitedReads
+    {
+        get
+        {
+            long waited = 0;
+            for (var v = 0; v < _vcpus.Length; v++) waited += Volatile.Read(ref _vcpus[v].WaitedReads);
+            return waited;
+        }
     }
 
     /// <summary>Reads answered from the snapshot and reads that fell back to a round trip, over all vCPUs (diagnostics).</summary>

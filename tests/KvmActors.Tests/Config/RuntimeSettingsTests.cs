@@ -27,6 +27,8 @@ public sealed class RuntimeSettingsTests
     [InlineData("vcpu-dispatcher.type = NoSuchDispatcher", "kvmactors.vcpu-dispatcher.type", "neither")]
     [InlineData("device-dispatcher.throughput = 0", "kvmactors.device-dispatcher.throughput", "out of range")]
     [InlineData("devices.read-snapshots = maybe", "kvmactors.devices.read-snapshots", "not a boolean")]
+    [InlineData("devices.read-snapshot-wait = 2ms", "kvmactors.devices.read-snapshot-wait", "out of range")]
+    [InlineData("devices.read-snapshot-wait = soon", "kvmactors.devices.read-snapshot-wait", "not a duration")]
     [InlineData("devices.plugin-directories = 3", "kvmactors.devices.plugin-directories", "expected a list")]
     [InlineData("vm = 1", "kvmactors.vm", "expected an object")]
     public void Runtime_setting_out_of_range_names_the_key(string runtime, string key, string problem)
@@ -47,10 +49,12 @@ public sealed class RuntimeSettingsTests
         Assert.Equal(256, d.ExitsPerMessage);
         Assert.True(d.ReadSnapshots);
         Assert.Equal(19, d.VcpuThreadNice);
-        var s = RuntimeSettingsBinder.Bind(ConfigurationFactory.ParseString("kvmactors.vm.kick-signal = 41\nkvmactors.vcpu.exits-per-message = 1\nkvmactors.devices.read-snapshots = no"), "x.conf", []);
+        Assert.Equal(TimeSpan.FromMicroseconds(20), d.ReadSnapshotWait);
+        var s = RuntimeSettingsBinder.Bind(ConfigurationFactory.ParseString("kvmactors.vm.kick-signal = 41\nkvmactors.vcpu.exits-per-message = 1\nkvmactors.devices.read-snapshots = no\nkvmactors.devices.read-snapshot-wait = 0s"), "x.conf", []);
         Assert.Equal(41, s.KickSignal);
         Assert.Equal(1, s.ExitsPerMessage);
         Assert.False(s.ReadSnapshots);
+        Assert.Equal(TimeSpan.Zero, s.ReadSnapshotWait);
     }
 
     [Fact]

@@ -57,6 +57,28 @@ public sealed class VcpuExitHandlerTests : TestKit
     }
 
     [Fact]
+    public void Byte_outs_of_the_same_value_to_a_port_tell_one_immutable_message_and_others_their_own()
+    {
+        var handler = Handler();
+        Run(handler, FakeExit.Out(Com1, 1, (byte)'x'));
+        Run(handler, FakeExit.Out(Com1 + 7, 1, 0x5a));
+        Run(handler, FakeExit.Out(Com1, 1, (byte)'x'));
+        Run(handler, FakeExit.Out(Com1, 1, (byte)'y'));
+
+        var sent = _actions.Sent.Select(s => Assert.IsType<PortWrite>(s.Access)).ToList();
+        Assert.Equal(new PortWrite(Com1, 0, 1, 'x', 0), sent[0]);
+        Assert.Equal(new PortWrite(Com1 + 7, 7, 1, 0x5a, 0), sent[1]);
+        Assert.Same(sent[0], sent[2]); // the same message again: nothing allocated
+        Assert.Equal(new PortWrite(Com1, 0, 1, 'y', 0), sent[3]);
+
+        // Rerouted, the same port may be another offset of another range: the message says so.
+        var other = CreateTestProbe("other").Ref;
+        handler.Reroute(PortBus.Build([new PortBus.Entry("wide", new PortRange(Com1 - 8, Com1 + 7), other)]), MmioBus.Build([]));
+        Run(handler, FakeExit.Out(Com1, 1, (byte)'x'));
+        Assert.Equal((other, (object)new PortWrite(Com1, 8, 1, 'x', 0)), _actions.Sent[4]);
+    }
+
+    [Fact]
     public void An_out_to_a_device_whose_writes_are_awaited_waits_for_each_item_and_reroute_changes_the_target()
     {
         var bridge = CreateTestProbe("bridge").Ref;

@@ -97,6 +97,49 @@ public sealed class ReadPathRuleTests
         path.TryRead(2, 7, 1, out _);          // snapshot
         Assert.Equal((2L, 2L), path.ReadCounts);
     }
+
+    [Fact]
+    public void A_read_that_may_wait_gets_the_snapshot_published_after_another_vcpus_write_never_the_one_before()
+    {
+        var path = new DeviceReadPath(4);
+        path.Publish(Snapshot(1 << 7, 1 << 1, 0, 0, 0, 0, 0, 0, 0, 0x11));
+        path.WriteSending(3);
+        long handledAt = 0;
+        // The device, on another thread: the registers after the write, then the write counted as handled.
+        var device = new Thread(() =>
+        {
+            Thread.Sleep(20);
+            path.Publish(Snapshot(1 << 7, 1 << 1, 0, 0, 0, 0, 0, 0, 0, 0x22));
+            Volatile.Write(ref handledAt, System.Diagnostics.Stopwatch.GetTimestamp());
+            path.WriteHandled(3);
+        });
+        device.Start();
+        var readAt = System.Diagnostics.Stopwatch.GetTimestamp();
+        var answered = path.TryRead(0, 7, 1, out var value, waitTicks: 10 * System.Diagnostics.Stopwatch.Frequency);
+        device.Join();
+
+        Assert.True(answered);
+        Assert.Equal(0x22UL, value);
+        // It waited when the write was handled after the read began (else there was nothing to wait for).
+        Assert.Equal(Volatile.Read(ref handledAt) > readAt ? 1L : 0L, path.WaitedReads);
+        Assert.Equal((1L, 0L), path.ReadCounts);
+    }
+
+    [Fact]
+    public void A_read_whose_wait_runs_out_is_a_round_trip_and_waits_no_longer_than_it_may()
+    {
+        var path = new DeviceReadPath(4);
+        path.Publish(Snapshot(1 << 7, 1 << 1, 0, 0, 0, 0, 0, 0, 0, 0x11));
+        path.WriteSending(2); // never handled
+        var wait = System.Diagnostics.Stopwatch.Frequency / 1000; // 1 ms
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+
+        Assert.False(path.TryRead(0, 7, 1, out _, waitTicks: wait));
+        Assert.True(System.Diagnostics.Stopwatch.GetTimestamp() - started >= wait);
+        Assert.Equal((0L, 1L), path.ReadCounts);
+        Assert.Equal(0L, path.WaitedReads);
+        Assert.False(path.TryRead(0, 6, 1, out _, waitTicks: wait)); // an offset the snapshot lacks: a round trip anyway
+    }
 }
 
 /// <summary>What the UART actor publishes: every register whose read has no effect, and none whose read has one.</summary>
@@ -261,6 +304,14 @@ public sealed class DeviceDispatcherTests(ITestOutputHelper output) : TestKit(Kv
         t.Start();
         t.Join();
         Assert.True(inline);
+    }
+
+    [Fact]
+    public void The_dispatcher_hands_mailboxes_the_throughput_of_its_config()
+    {
+        var configured = Sys.Settings.Config.GetInt(DeviceDispatcher.ConfigPath + ".throughput");
+        Assert.Equal(configured, Sys.Dispatchers.Lookup(DeviceDispatcher.ConfigPath).Throughput);
+        Assert.NotEqual(Akka.Dispatch.MessageDispatcher.DefaultThroughput, configured); // else the test shows nothing
     }
 
     [Fact]

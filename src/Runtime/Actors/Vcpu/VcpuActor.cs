@@ -52,7 +52,7 @@ public sealed partial class VcpuActor : UntypedActor, IVcpuExitActions
         _id = setup.Vcpu.Id;
         _maxExitsPerMessage = Math.Max(1, setup.Settings.ExitsPerMessage);
         _exits = new VcpuExitHandler(_id, setup.VcpuCount, _progress.Ports ?? setup.Ports, _progress.Mmio ?? setup.Mmio, setup.Memory.IsReadOnly, setup.Unmapped,
-            setup.Settings.ReadSnapshots, _progress, this);
+            setup.Settings.ReadSnapshots, _progress, this, setup.Settings.ReadSnapshotWait);
     }
 
     public static Props Props(VcpuSetup setup) =>
@@ -156,7 +156,10 @@ public sealed partial class VcpuActor : UntypedActor, IVcpuExitActions
         if (t != _managedThreadId) _progress.ThreadsSeen.Add(t);
     }
 
-    void IVcpuExitActions.Send(IActorRef device, object access) => device.Tell(access, Self);
+    // Self once: ActorBase.Self looks the cell up through a thread-static on every call, and this is every exit's path.
+    private IActorRef? _self;
+
+    void IVcpuExitActions.Send(IActorRef device, object access) => device.Tell(access, _self ??= Self);
 
     void IVcpuExitActions.ReportUnmapped(UnmappedAccess access) => Context.Parent.Tell(access);
 }

@@ -14,4 +14,8 @@ public sealed record VmSettings(
     DeviceRegistry Registry,
     int ExitsPerMessage,
     bool ReadSnapshots,
-    int VcpuThreadNice = 0);
+    int VcpuThreadNice = 0)
+{
+    /// <summary>kvmactors.devices.read-snapshot-wait: how long an IN waits for writes in flight before a round trip.</summary>
+    public TimeSpan ReadSnapshotWait { get; init; }
+}
