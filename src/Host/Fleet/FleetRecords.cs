@@ -125,17 +125,41 @@ public static class FleetRecords
         catch (AskTimeoutException) { return null; }
     }
 
-    /// <summary>Writes the record with write-majority: true once a majority has it (false: only this node has it yet).</summary>
+    /// <summary>
+    /// Writes the record with write-majority: true once a majority has it (false: only this node has it yet); with a
+    /// journal (<see cref="FleetJournal"/>) it is saved there too, and true needs that as well.
+    /// </summary>
     public static async Task<bool> WriteAsync(ActorSystem system, VmRecord record, TimeSpan timeout)
     {
         var self = Cluster.Get(system).SelfUniqueAddress;
+        var durable = FleetJournal.Enabled(system) ? FleetJournal.SaveAsync(system, record, timeout) : Task.FromResult(true);
+        bool replicated;
         try
         {
             var answer = await DistributedData.Get(system).Replicator.Ask<IUpdateResponse>(Dsl.Update(Key, LWWDictionary<string, string>.Empty,
                 new WriteMajority(timeout), d => d.SetItem(self, record.Id, record.ToJson())), timeout + TimeSpan.FromSeconds(1));
-            return answer is UpdateSuccess;
+            replicated = answer is UpdateSuccess;
         }
-        catch (AskTimeoutException) { return false; }
+        catch (AskTimeoutException) { replicated = false; }
+        return await durable && replicated;
+    }
+
+    /// <summary>Forgets a deleted VM: its record (Distributed Data and journal) and its placement.</summary>
+    public static async Task RemoveAsync(ActorSystem system, string id, TimeSpan timeout)
+    {
+        var self = Cluster.Get(system).SelfUniqueAddress;
+        var replicator = DistributedData.Get(system).Replicator;
+        var durable = FleetJournal.Enabled(system) ? FleetJournal.DeleteAsync(system, id, timeout) : Task.CompletedTask;
+        try
+        {
+            await Task.WhenAll(
+                replicator.Ask<IUpdateResponse>(Dsl.Update(Key, LWWDictionary<string, string>.Empty, new WriteMajority(timeout), d => d.Remove(self, id)),
+                    timeout + TimeSpan.FromSeconds(1)),
+                replicator.Ask<IUpdateResponse>(Dsl.Update(FleetKeys.Placements, LWWDictionary<string, string>.Empty, new WriteMajority(timeout),
+                    d => d.Remove(self, id)), timeout + TimeSpan.FromSeconds(1)));
+        }
+        catch (AskTimeoutException) { } // written here; gossip spreads it
+        await durable;
     }
 
     /// <summary>

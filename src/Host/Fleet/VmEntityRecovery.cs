@@ -47,7 +47,10 @@ public sealed partial class VmEntity : IWithTimers
         Task.Run(async () =>
         {
             var (ok, record) = await FleetRecords.ReadMajorityAsync(system, id, timeout);
-            return new RecordRead(ok ? record : await FleetRecords.ReadLocalAsync(system, id, timeout), attempt);
+            record = ok ? record : await FleetRecords.ReadLocalAsync(system, id, timeout);
+            // None in Distributed Data: with a journal, the whole cluster may have been down (its records are in the journal only).
+            if (record is null && FleetJournal.Enabled(system)) record = await FleetJournal.LoadAsync(system, id, timeout);
+            return new RecordRead(record, attempt);
         }).PipeTo(Self);
     }
 
