@@ -63,7 +63,7 @@ public static class FleetSetup
                     : sharding.StartProxy(TypeName, FleetOptions.KvmHostRole, extractor);
                 services.GetRequiredService<FleetRuntime>().Attach(system, region, settings);
                 if (hostsVms)
-                    system.ActorOf(FleetDrainActor.Props(services.GetRequiredService<FleetRuntime>(), Host, FleetDrainSettings.From(system.Settings.Config),
+                    system.ActorOf(FleetDrainActor.Props(services.GetRequiredService<FleetRuntime>(), Host, settings.Drain,
                         options.ApiEndpoint), FleetDrainActor.Name);
                 var c = system.Settings.Config;
                 Log.Information("kvmactors serve: fleet node {Address} ({Role}) joining through {Seeds}; downing: {Provider}, {Strategy}",

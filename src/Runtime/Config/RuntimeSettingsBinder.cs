@@ -28,14 +28,15 @@ public static class RuntimeSettingsBinder
         var root = new ConfigSection(withDefaults, "", file, Environment.CurrentDirectory);
         var s = Read(root.GetSection("kvmactors"));
         return new VmSettings(s.KvmDevice, s.StopTimeout, s.KickInterval, s.KickSignal,
-            new DeviceRegistry(builtInDevices, s.Assemblies, s.PluginDirectories), s.ExitsPerMessage, s.ReadSnapshots, s.VcpuThreadNice);
+            new DeviceRegistry(builtInDevices, s.Assemblies, s.PluginDirectories), s.ExitsPerMessage, s.ReadSnapshots, s.VcpuThreadNice, s.CaptureTimeout);
     }
 
     /// <summary>Checks a <c>kvmactors</c> section (with reference.conf as its fallback) without loading any assembly.</summary>
     public static void Validate(ConfigSection kvmactors) => Read(kvmactors);
 
     private sealed record Values(string KvmDevice, TimeSpan StopTimeout, TimeSpan KickInterval, int KickSignal,
-        IReadOnlyList<string> Assemblies, IReadOnlyList<string> PluginDirectories, int ExitsPerMessage, bool ReadSnapshots, int VcpuThreadNice);
+        IReadOnlyList<string> Assemblies, IReadOnlyList<string> PluginDirectories, int ExitsPerMessage, bool ReadSnapshots, int VcpuThreadNice,
+        TimeSpan CaptureTimeout);
 
     private static Values Read(ConfigSection k)
     {
@@ -47,6 +48,7 @@ public static class RuntimeSettingsBinder
         var vm = k.GetSection("vm");
         var stop = vm.GetDuration("stop-timeout", min: TimeSpan.FromMilliseconds(1), max: MaxStopTimeout);
         var kick = vm.GetDuration("kick-interval", min: TimeSpan.FromMilliseconds(1), max: MaxKickInterval);
+        var capture = vm.GetDuration("capture-timeout", min: TimeSpan.FromMilliseconds(1), max: MaxStopTimeout);
         var (first, last) = OwnableRealTimeSignals();
         var signal = (int)vm.GetInteger("kick-signal", min: 0, max: 1024);
         if (signal < first || signal > last)
@@ -58,7 +60,7 @@ public static class RuntimeSettingsBinder
         var vcpu = k.GetSection("vcpu");
         var exits = (int)vcpu.GetInteger("exits-per-message", min: 1, max: MaxExitsPerMessage);
         var nice = (int)vcpu.GetInteger("thread-nice", min: 0, max: 19);
-        return new Values(kvm, stop, kick, signal, assemblies, plugins, exits, snapshots, nice);
+        return new Values(kvm, stop, kick, signal, assemblies, plugins, exits, snapshots, nice, capture);
     }
 
     private static void Dispatcher(ConfigSection d)

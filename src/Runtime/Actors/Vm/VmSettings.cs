@@ -14,4 +14,9 @@ public sealed record VmSettings(
     DeviceRegistry Registry,
     int ExitsPerMessage,
     bool ReadSnapshots,
-    int VcpuThreadNice = 0);
+    int VcpuThreadNice = 0,
+    TimeSpan? CaptureTimeout = null)
+{
+    /// <summary>kvmactors.vm.capture-timeout: how long a snapshot (or a migration's last round) may take to collect the VM's state; unset: stop-timeout.</summary>
+    public TimeSpan Capture => CaptureTimeout ?? StopTimeout;
+}
