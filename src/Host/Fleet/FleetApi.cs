@@ -143,7 +143,7 @@ public static class FleetApi
             if (answer.ContentType.Length > 0) c.Response.ContentType = answer.ContentType;
             foreach (var (k, v) in answer.Headers) c.Response.Headers[k] = v;
             if (location is not null) c.Response.Headers.Location = location;
-            await c.Response.Body.WriteAsync(answer.Body);
+            if (answer.Body.Length > 0) await c.Response.Body.WriteAsync(answer.Body); // a 204 (DELETE) may carry no body at all
         }
     }
 }

@@ -82,7 +82,13 @@ public static class FleetJournal
         Log.Information("kvmactors serve: fleet journal {Path} (Akka.Persistence.Sql, SQLite)", path);
     }
 
-    public static bool Enabled(ActorSystem system) => system.Settings.Config.GetString(Key, "").Length > 0;
+    /// <summary>
+    /// The journal this node's actor system uses (set by <see cref="FleetRecoverySetup.Hocon"/>): a key reference.conf
+    /// has no default for, so the host's own config, added over it, does not hide it.
+    /// </summary>
+    public const string InUseKey = "kvmactors.fleet.journal-in-use";
+
+    public static bool Enabled(ActorSystem system) => system.Settings.Config.GetString(InUseKey, "").Length > 0;
 
     private static string PersistenceId(string vmId) => $"kvmactors-vm-record-{vmId}";
 

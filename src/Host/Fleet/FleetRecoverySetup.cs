@@ -22,7 +22,7 @@ public static class FleetRecoverySetup
             ? "remember-entities-store = ddata\n  state-store-mode = ddata"
             : "remember-entities-store = eventsourced\n  state-store-mode = persistence";
         return $$"""
-            {{FleetJournal.Key}} = "{{journal?.Replace("\\", "\\\\").Replace("\"", "\\\"") ?? ""}}"
+            {{FleetJournal.InUseKey}} = "{{journal?.Replace("\\", "\\\\").Replace("\"", "\\\"") ?? ""}}"
             akka.cluster.sharding {
               remember-entities = on
               {{store}}
