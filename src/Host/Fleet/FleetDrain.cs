@@ -192,6 +192,7 @@ public sealed class FleetDrain(FleetRuntime fleet, Func<VmHost> resolveHost, Fle
                 moves.Add(await MoveAsync(host, vm, free));
             }
             moves = [.. await FollowAsync(moves)];
+            await Publish(); // the capacity without the moved VMs, on a majority before the answer
             var migrated = moves.Count(m => m.Migrated);
             Log.Information("fleet: drain of {Node}: {Migrated} of {Count} VM(s) moved in {Ms:F0} ms{Rest}", fleet.SelfAddress, migrated, moves.Count,
                 clock.Elapsed.TotalMilliseconds, migrated == moves.Count ? "" : $"; {moves.Count - migrated} stay here (see the answer's reasons)");

@@ -80,6 +80,9 @@ public sealed class FleetDrainTests(ITestOutputHelper output)
             // Every node sees the drained node draining and empty, the VMs once each, on their new nodes.
             foreach (var n in nodes)
             {
+                // Each node reads the capacities from its own replica: gossip may bring the last publication a moment later.
+                await FleetProcessTests.Until(async () => (await fleet.NodesAsync(n)) is var l && (int)l[drained]["vms"]! == 0 && others.All(o => (int)l[o]["vms"]! == 2),
+                    TimeSpan.FromSeconds(15), "the drained node's and the others' capacity published");
                 var listed = await fleet.NodesAsync(n);
                 Assert.True((bool)listed[drained]["draining"]!);
                 Assert.Equal(0, (int)listed[drained]["vms"]!);
@@ -259,6 +262,7 @@ public sealed class FleetDrainTests(ITestOutputHelper output)
 
             // --drain-on-exit: a counter moved onto node 2, then node 2 gets SIGTERM; it drains before it leaves.
             var counter = await nodes[0].CreateCounterAsync(Counter, "counter");
+            await nodes[0].WaitLinesAsync(counter, 1); // running (a VM still starting cannot migrate: 409)
             if ((await fleet.VmsAsync(nodes[0]))[counter] != 2)
             {
                 var (s, m) = await nodes[0].MigrateAsync(counter, fleet.HostPorts[2]);
