@@ -153,7 +153,9 @@ public sealed class FleetDrainTests(ITestOutputHelper output)
                 Assert.True(undrain.StatusCode == HttpStatusCode.OK, body.ToJsonString());
                 Assert.False((bool)body["draining"]!);
             }
-            foreach (var n in nodes) Assert.False((bool)(await fleet.NodesAsync(n))[drained]["draining"]!);
+            // A majority has it when the undrain answers; every node's replica soon after (gossip).
+            foreach (var n in nodes)
+                await FleetProcessTests.Until(async () => !(bool)(await fleet.NodesAsync(n))[drained]["draining"]!, TimeSpan.FromSeconds(15), "the node undrained in every replica");
             using (var again = await nodes[drained].Http.PostAsync($"nodes/{fleet.HostPorts[drained]}/undrain", null))
             {
                 Assert.Equal(HttpStatusCode.Conflict, again.StatusCode);
