@@ -89,8 +89,8 @@ public static class FleetApi
 
     /// <summary>Only ids the fleet placed go to the region: another id would start an entity (and a shard) for nothing.</summary>
     internal static async Task<bool> Known(FleetRuntime fleet, string id) =>
-        (await fleet.ReadAsync(FleetKeys.Placements, majority: false)).ContainsKey(id)
-        || (await fleet.ReadAsync(FleetKeys.Placements, majority: true)).ContainsKey(id);
+        (await fleet.ReadAsync(FleetKeys.Placements, majority: false)).TryGetValue(id, out var here) ? here != FleetRecords.Forgotten
+        : (await fleet.ReadAsync(FleetKeys.Placements, majority: true)).TryGetValue(id, out var there) && there != FleetRecords.Forgotten;
 
     internal static async Task<FleetAnswer> Ask(FleetRuntime fleet, IFleetVmMessage message, TimeSpan extra)
     {
