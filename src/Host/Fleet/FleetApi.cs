@@ -89,8 +89,8 @@ public static class FleetApi
 
     /// <summary>Only ids the fleet placed go to the region: another id would start an entity (and a shard) for nothing.</summary>
     internal static async Task<bool> Known(FleetRuntime fleet, string id) =>
-        (await fleet.ReadAsync(FleetKeys.Placements, majority: false)).ContainsKey(id)
-        || (await fleet.ReadAsync(FleetKeys.Placements, majority: true)).ContainsKey(id);
+        (await fleet.ReadAsync(FleetKeys.Placements, majority: false)).TryGetValue(id, out var here) ? here != FleetRecords.Forgotten
+        : (await fleet.ReadAsync(FleetKeys.Placements, majority: true)).TryGetValue(id, out var there) && there != FleetRecords.Forgotten;
 
     internal static async Task<FleetAnswer> Ask(FleetRuntime fleet, IFleetVmMessage message, TimeSpan extra)
     {
@@ -143,7 +143,7 @@ public static class FleetApi
             if (answer.ContentType.Length > 0) c.Response.ContentType = answer.ContentType;
             foreach (var (k, v) in answer.Headers) c.Response.Headers[k] = v;
             if (location is not null) c.Response.Headers.Location = location;
-            await c.Response.Body.WriteAsync(answer.Body);
+            if (answer.Body.Length > 0) await c.Response.Body.WriteAsync(answer.Body); // a 204 (DELETE) may carry no body at all
         }
     }
 }

@@ -10,20 +10,15 @@ using Serilog;
 
 namespace KvmActors.Host.Fleet;
 
-/// <summary>The drain's bounds and the follow's long poll, from <c>kvmactors.fleet</c>.</summary>
-public sealed record FleetDrainSettings(TimeSpan Timeout, TimeSpan HandoffTimeout, TimeSpan OnExitTimeout, TimeSpan FollowPoll)
-{
-    public static FleetDrainSettings From(Akka.Configuration.Config config)
-    {
-        var c = config.GetConfig("kvmactors.fleet");
-        return new FleetDrainSettings(c.GetTimeSpan("drain.timeout"), c.GetTimeSpan("drain.handoff-timeout"), c.GetTimeSpan("drain.on-exit-timeout"),
-            c.GetTimeSpan("follow-poll"));
-    }
-}
+/// <summary>The drain's bounds and the follow's long poll, from <c>kvmactors.fleet</c> (bound with the rest by <see cref="FleetSettings.From"/>).</summary>
+public sealed record FleetDrainSettings(TimeSpan Timeout, TimeSpan HandoffTimeout, TimeSpan OnExitTimeout, TimeSpan FollowPoll);
 
 /// <summary>Drain this node: every live VM moves by live migration to another kvm-host node; the node takes no new VMs.</summary>
 /// <param name="Timeout">No migration starts after this (default drain.timeout).</param>
 public sealed record DrainNode(TimeSpan? Timeout = null);
+
+/// <summary>Take VMs again: the node is no longer draining (its placement and migrations in count it again).</summary>
+public sealed record UndrainNode;
 
 /// <summary>Move one VM of this node by live migration, to <see cref="To"/> (a node's address or HOST:PORT) or where the placement chooses.</summary>
 public sealed record MoveFleetVm(string VmId, string? To);
@@ -36,6 +31,11 @@ public sealed record MoveFleetVm(string VmId, string? To);
 public sealed record LocalVmCall(FleetVmCall Call, bool Forwarded = false, int Attempt = 0);
 
 public sealed record GetMigrationEndpoint;
+
+/// <summary>A VM migrated here keeps the creation time it had on its source node.</summary>
+public sealed record KeepCreatedAt(string VmId, DateTimeOffset CreatedAt);
+
+public sealed record CreatedAtKept;
 
 /// <summary>Where this node's API takes an incoming migration (<c>unix:PATH</c> or <c>http://HOST:PORT</c>).</summary>
 public sealed record MigrationEndpoint(string? Address);
@@ -107,8 +107,14 @@ public sealed class FleetDrainActor : ReceiveActor
         _calls = new FleetVmCalls(host, _drain, endpoint, settings);
         Receive<DrainNode>(d => _drain.DrainAsync(d.Timeout ?? settings.Timeout).PipeTo(Sender));
         Receive<MoveFleetVm>(m => _drain.MoveOneAsync(m.VmId, m.To).PipeTo(Sender));
+        Receive<UndrainNode>(_ => _drain.UndrainAsync().PipeTo(Sender));
         Receive<LocalVmCall>(Local);
         Receive<GetMigrationEndpoint>(_ => Sender.Tell(new MigrationEndpoint(_endpoint)));
+        Receive<KeepCreatedAt>(k =>
+        {
+            if (_resolveHost().Find(k.VmId) is { MigratedTo: null } vm) vm.CreatedAt = k.CreatedAt;
+            Sender.Tell(new CreatedAtKept());
+        });
         Receive<OwnsShard>(o => Owns(o.VmId).PipeTo(Sender));
         Receive<GetNodeMetrics>(_ => Metrics().PipeTo(Sender));
     }
@@ -186,6 +192,7 @@ public sealed class FleetDrain(FleetRuntime fleet, Func<VmHost> resolveHost, Fle
                 moves.Add(await MoveAsync(host, vm, free));
             }
             moves = [.. await FollowAsync(moves)];
+            await Publish(); // the capacity without the moved VMs, on a majority before the answer
             var migrated = moves.Count(m => m.Migrated);
             Log.Information("fleet: drain of {Node}: {Migrated} of {Count} VM(s) moved in {Ms:F0} ms{Rest}", fleet.SelfAddress, migrated, moves.Count,
                 clock.Elapsed.TotalMilliseconds, migrated == moves.Count ? "" : $"; {moves.Count - migrated} stay here (see the answer's reasons)");
@@ -202,6 +209,24 @@ public sealed class FleetDrain(FleetRuntime fleet, Func<VmHost> resolveHost, Fle
                     + string.Join("; ", moves.Where(m => !m.Migrated).Select(m => $"{m.Id}: {m.Reason}"));
             }
             return FleetAnswer.Json(migrated == moves.Count ? 200 : 409, body);
+        }
+        finally { _gate.Release(); }
+    }
+
+    /// <summary>Ends the node's draining (409 when it is not draining, or while its drain still moves VMs).</summary>
+    public async Task<FleetAnswer> UndrainAsync()
+    {
+        var host = Host;
+        if (!host.Draining) return FleetAnswer.Problem(409, "Not draining", $"{fleet.SelfAddress} is not draining: it takes VMs already");
+        if (!await _gate.WaitAsync(0))
+            return FleetAnswer.Problem(409, "Drain in progress", $"{fleet.SelfAddress} is moving its VMs away now: undrain it once its drain has answered");
+        try
+        {
+            host.Draining = false;
+            // Published before the answer, so the next placement through any node may choose this node again.
+            await Publish();
+            Log.Information("fleet: {Node} undrained: it takes VMs again", fleet.SelfAddress);
+            return FleetAnswer.Json(200, new JsonObject { ["node"] = fleet.SelfAddress, ["draining"] = false });
         }
         finally { _gate.Release(); }
     }
@@ -241,17 +266,20 @@ public sealed class FleetDrain(FleetRuntime fleet, Func<VmHost> resolveHost, Fle
     {
         var placement = FleetPlacement.Choose(free, vm.Vcpus, vm.MemoryBytes);
         if (placement.Node is not { } node) return new VmMove(vm.Id, vm.Name, placement.Status, Reason: placement.Reason);
+        var target = fleet.System.ActorSelection(new RootActorPath(Address.Parse(node)) / "user" / FleetDrainActor.Name);
         string? endpoint;
         try
         {
-            endpoint = (await fleet.System.ActorSelection(new RootActorPath(Address.Parse(node)) / "user" / FleetDrainActor.Name)
-                .Ask<MigrationEndpoint>(new GetMigrationEndpoint(), fleet.Settings.AskTimeout)).Address;
+            endpoint = (await target.Ask<MigrationEndpoint>(new GetMigrationEndpoint(), fleet.Settings.AskTimeout)).Address;
         }
         catch (Exception e) when (e is AskTimeoutException or ActorNotFoundException) { endpoint = null; }
         if (endpoint is null) return new VmMove(vm.Id, vm.Name, 503, Reason: $"the chosen node {node} did not tell where it takes migrations");
         var outcome = await host.MigrateAsync(vm, endpoint, CancellationToken.None, keepId: vm.Id);
         if (outcome.Status != 200)
             return new VmMove(vm.Id, vm.Name, outcome.Status, Reason: $"migration to {node} failed: {(string?)outcome.Body["detail"]}");
+        // Before the move is recorded (and answered), so no one sees the VM with its arrival as its creation.
+        try { await target.Ask<CreatedAtKept>(new KeepCreatedAt(vm.Id, vm.CreatedAt), fleet.Settings.AskTimeout); }
+        catch (Exception e) when (e is AskTimeoutException or ActorNotFoundException) { Log.Warning("fleet: VM {VmId}: {Node} did not confirm its creation time", vm.Id, node); }
         Moved[vm.Id] = node;
         await fleet.WriteAsync(FleetKeys.Placements, vm.Id, node);
         await fleet.WriteAsync(FleetDrainKeys.Moves, vm.Id, node);
@@ -332,7 +360,7 @@ public sealed class FleetDrainOnExit(FleetRuntime fleet) : Microsoft.Extensions.
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
-        var settings = FleetDrainSettings.From(fleet.System.Settings.Config);
+        var settings = fleet.Settings.Drain;
         var clock = Stopwatch.StartNew();
         Log.Information("fleet: --drain-on-exit: draining {Node} before it leaves (at most {Timeout})", fleet.SelfAddress, settings.OnExitTimeout);
         try

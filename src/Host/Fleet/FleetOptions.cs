@@ -24,6 +24,9 @@ public sealed record FleetOptions(string Host, int Port, IReadOnlyList<string> S
     /// <summary>serve --drain-on-exit: on SIGTERM the node drains (kvmactors.fleet.drain.on-exit-timeout) before it leaves.</summary>
     public bool DrainOnExit { get; init; }
 
+    /// <summary>serve --journal (or kvmactors.fleet.journal): the SQLite file of the fleet's journal (<see cref="FleetJournal"/>); null: none.</summary>
+    public string? Journal { get; init; }
+
     /// <summary>Null when no --cluster was given (and none of its companions); the error text, for a usage error, otherwise.</summary>
     public static string? TryParse(string? cluster, IReadOnlyList<string> seeds, string? role, bool allowRemote, out FleetOptions? options)
     {

@@ -106,7 +106,7 @@ public static class FleetRecords
             var answer = await DistributedData.Get(system).Replicator.Ask<IGetResponse>(Dsl.Get(Key, new ReadMajority(timeout)), timeout + TimeSpan.FromSeconds(1));
             return answer switch
             {
-                GetSuccess ok => (true, ok.Get(Key).TryGetValue(id, out var json) ? VmRecord.FromJson(json) : null),
+                GetSuccess ok => (true, ok.Get(Key).TryGetValue(id, out var json) && json != Forgotten ? VmRecord.FromJson(json) : null),
                 NotFound => (true, null),
                 _ => (false, null),
             };
@@ -120,22 +120,54 @@ public static class FleetRecords
         try
         {
             var answer = await DistributedData.Get(system).Replicator.Ask<IGetResponse>(Dsl.Get(Key, ReadLocal.Instance), timeout);
-            return answer is GetSuccess ok && ok.Get(Key).TryGetValue(id, out var json) ? VmRecord.FromJson(json) : null;
+            return answer is GetSuccess ok && ok.Get(Key).TryGetValue(id, out var json) && json != FleetRecords.Forgotten ? VmRecord.FromJson(json) : null;
         }
         catch (AskTimeoutException) { return null; }
     }
 
-    /// <summary>Writes the record with write-majority: true once a majority has it (false: only this node has it yet).</summary>
+    /// <summary>
+    /// Writes the record with write-majority: true once a majority has it (false: only this node has it yet); with a
+    /// journal (<see cref="FleetJournal"/>) it is saved there too, and true needs that as well.
+    /// </summary>
     public static async Task<bool> WriteAsync(ActorSystem system, VmRecord record, TimeSpan timeout)
     {
         var self = Cluster.Get(system).SelfUniqueAddress;
+        var durable = FleetJournal.Enabled(system) ? FleetJournal.SaveAsync(system, record, timeout) : Task.FromResult(true);
+        bool replicated;
         try
         {
             var answer = await DistributedData.Get(system).Replicator.Ask<IUpdateResponse>(Dsl.Update(Key, LWWDictionary<string, string>.Empty,
                 new WriteMajority(timeout), d => d.SetItem(self, record.Id, record.ToJson())), timeout + TimeSpan.FromSeconds(1));
-            return answer is UpdateSuccess;
+            replicated = answer is UpdateSuccess;
         }
-        catch (AskTimeoutException) { return false; }
+        catch (AskTimeoutException) { replicated = false; }
+        return await durable && replicated;
+    }
+
+    /// <summary>
+    /// A forgotten entry's value (a deleted VM's record and placement). Written over the entry rather than removing the
+    /// key: once, right after a removal, a VM created by another node a moment before answered 404 on a third node
+    /// (suspected: the removal's merge losing that placement; not proven), and an overwrite is a plain last-writer-wins
+    /// update. The empty value also keeps the id from being given again.
+    /// </summary>
+    public const string Forgotten = "";
+
+    /// <summary>Forgets a deleted VM: its record (Distributed Data and journal) and its placement.</summary>
+    public static async Task RemoveAsync(ActorSystem system, string id, TimeSpan timeout)
+    {
+        var self = Cluster.Get(system).SelfUniqueAddress;
+        var replicator = DistributedData.Get(system).Replicator;
+        var durable = FleetJournal.Enabled(system) ? FleetJournal.DeleteAsync(system, id, timeout) : Task.CompletedTask;
+        try
+        {
+            await Task.WhenAll(
+                replicator.Ask<IUpdateResponse>(Dsl.Update(Key, LWWDictionary<string, string>.Empty, new WriteMajority(timeout), d => d.SetItem(self, id, Forgotten)),
+                    timeout + TimeSpan.FromSeconds(1)),
+                replicator.Ask<IUpdateResponse>(Dsl.Update(FleetKeys.Placements, LWWDictionary<string, string>.Empty, new WriteMajority(timeout),
+                    d => d.SetItem(self, id, Forgotten)), timeout + TimeSpan.FromSeconds(1)));
+        }
+        catch (AskTimeoutException) { } // written here; gossip spreads it
+        await durable;
     }
 
     /// <summary>

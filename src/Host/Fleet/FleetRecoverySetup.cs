@@ -11,17 +11,21 @@ namespace KvmActors.Host.Fleet;
 /// </summary>
 public static class FleetRecoverySetup
 {
-    public static string Hocon(Akka.Configuration.Config hostRuntime)
+    /// <param name="journal">serve --journal's file: the coordinator's state and the remembered entities are kept there (<see cref="FleetJournal"/>).</param>
+    public static string Hocon(Akka.Configuration.Config hostRuntime, string? journal = null)
     {
         var s = RecoverySettings.FromHostConfig(hostRuntime, snapshotDir: ".");
         static string Ms(TimeSpan t) => $"{(long)t.TotalMilliseconds}ms";
-        // durable.keys = []: the remembered entities live in memory on every node (replicated), not in LMDB files;
-        // they outlive any node but not the whole cluster.
+        // Without a journal, durable.keys = []: the remembered entities live in memory on every node (replicated), not
+        // in LMDB files; they outlive any node but not the whole cluster. With one they are events in the journal.
+        var store = journal is null
+            ? "remember-entities-store = ddata\n  state-store-mode = ddata"
+            : "remember-entities-store = eventsourced\n  state-store-mode = persistence";
         return $$"""
+            {{FleetJournal.InUseKey}} = "{{journal?.Replace("\\", "\\\\").Replace("\"", "\\\"") ?? ""}}"
             akka.cluster.sharding {
               remember-entities = on
-              remember-entities-store = ddata
-              state-store-mode = ddata
+              {{store}}
               distributed-data.durable.keys = []
             }
             akka.cluster.failure-detector {

@@ -29,6 +29,14 @@ public static class FleetRouting
         var remote = FleetApi.RemoteVm;
 
         app.MapPost("/nodes/{node}/drain", (HttpContext c, string node) => Drain(Fleet(c), node));
+        app.MapPost("/nodes/{node}/undrain", async Task<IResult> (HttpContext c, string node) =>
+        {
+            var fleet = Fleet(c);
+            if (KvmHost(fleet, node, out var member) is { } problem) return problem;
+            return await AskNode<FleetAnswer>(fleet, member!, new UndrainNode(), fleet.Settings.AskTimeout) is { } answer
+                ? new FleetApi.AnswerResult(answer, null)
+                : Results.Problem(statusCode: 504, title: "Node did not answer", detail: $"{member!.Address} did not answer the undrain within {fleet.Settings.AskTimeout}");
+        });
         app.MapGet("/nodes/{node}/metrics", async Task<IResult> (HttpContext c, string node) =>
         {
             var fleet = Fleet(c);
@@ -51,7 +59,7 @@ public static class FleetRouting
             if (body?.To is { } to && FleetNodes.Resolve(Fleet(c), to) is null)
                 return Results.Problem(statusCode: 400, title: "No such node",
                     detail: $"\"to\": '{to}' is not a member of the cluster: in the fleet a VM moves to a node, named by its address or HOST:PORT (or leave \"to\" out: the placement chooses)");
-            var settings = FleetDrainSettings.From(Fleet(c).System.Settings.Config);
+            var settings = Fleet(c).Settings.Drain;
             return await FleetApi.Call(c, id, FleetVmCallKind.Migrate, body: body?.To is { } t ? Encoding.UTF8.GetBytes(t) : null,
                 extra: settings.Timeout + settings.HandoffTimeout);
         }).WithOrder(-1);
@@ -76,7 +84,7 @@ public static class FleetRouting
     private static async Task<IResult> Drain(FleetRuntime fleet, string node)
     {
         if (KvmHost(fleet, node, out var member) is { } problem) return problem;
-        var settings = FleetDrainSettings.From(fleet.System.Settings.Config);
+        var settings = fleet.Settings.Drain;
         var timeout = settings.Timeout + settings.HandoffTimeout + fleet.Settings.AskTimeout;
         return await AskNode<FleetAnswer>(fleet, member!, new DrainNode(), timeout) is { } answer
             ? new FleetApi.AnswerResult(answer, null)
@@ -144,7 +152,7 @@ public static class FleetRouting
             await Results.Problem(statusCode: 404, title: "No such VM", detail: $"no VM with id '{id}'").ExecuteAsync(c);
             return;
         }
-        var poll = FleetDrainSettings.From(fleet.System.Settings.Config).FollowPoll;
+        var poll = fleet.Settings.Drain.FollowPoll;
         var next = offset;
         var started = false;
         var misses = 0;

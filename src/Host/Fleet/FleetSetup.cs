@@ -45,8 +45,10 @@ public static class FleetSetup
                 akka.cluster.sharding.rebalance-interval = 2s
                 akka.stdout-logger-class = "{{typeof(StderrMinimalLogger).AssemblyQualifiedName}}"
                 """, HoconAddMode.Prepend)
-            .AddHocon(FleetRecoverySetup.Hocon(hostRuntime ?? Akka.Configuration.Config.Empty), HoconAddMode.Prepend)
-            .WithActors((system, registry) =>
+            .AddHocon(FleetRecoverySetup.Hocon(hostRuntime ?? Akka.Configuration.Config.Empty, options.Journal), HoconAddMode.Prepend)
+            ;
+        if (options.Journal is { } journal) FleetJournal.AddToAkka(akka, journal);
+        akka.WithActors((system, registry) =>
             {
                 var settings = FleetSettings.From(system.Settings.Config);
                 var hostsVms = options.Role == FleetOptions.KvmHostRole;
@@ -61,7 +63,7 @@ public static class FleetSetup
                     : sharding.StartProxy(TypeName, FleetOptions.KvmHostRole, extractor);
                 services.GetRequiredService<FleetRuntime>().Attach(system, region, settings);
                 if (hostsVms)
-                    system.ActorOf(FleetDrainActor.Props(services.GetRequiredService<FleetRuntime>(), Host, FleetDrainSettings.From(system.Settings.Config),
+                    system.ActorOf(FleetDrainActor.Props(services.GetRequiredService<FleetRuntime>(), Host, settings.Drain,
                         options.ApiEndpoint), FleetDrainActor.Name);
                 var c = system.Settings.Config;
                 Log.Information("kvmactors serve: fleet node {Address} ({Role}) joining through {Seeds}; downing: {Provider}, {Strategy}",

@@ -1,5 +1,6 @@
 using Akka.Actor;
 using Akka.Cluster;
+using Akka.Cluster.Sharding;
 using Akka.Event;
 using KvmActors.Host.Serve;
 using KvmActors.Sdk;
@@ -21,6 +22,10 @@ public sealed partial class VmEntity : IWithTimers
     private sealed record ReadAgain(int Attempt);
     private sealed record TakenOver(VmRecord Record);
     private sealed record VmFinished;
+    /// <summary>The VM was deleted (DELETE /vms/ID on its node): the fleet forgets it.</summary>
+    private sealed record VmDeleted;
+    private sealed record VmForgotten;
+    private Action<HostedVm>? _onRemoved;
 
     /// <summary>How often an entity whose record names a live owner looks again (that owner's downing may not have reached this node yet).</summary>
     private const int OwnerChecks = 10;
@@ -47,7 +52,10 @@ public sealed partial class VmEntity : IWithTimers
         Task.Run(async () =>
         {
             var (ok, record) = await FleetRecords.ReadMajorityAsync(system, id, timeout);
-            return new RecordRead(ok ? record : await FleetRecords.ReadLocalAsync(system, id, timeout), attempt);
+            record = ok ? record : await FleetRecords.ReadLocalAsync(system, id, timeout);
+            // None in Distributed Data: with a journal, the whole cluster may have been down (its records are in the journal only).
+            if (record is null && FleetJournal.Enabled(system)) record = await FleetJournal.LoadAsync(system, id, timeout);
+            return new RecordRead(record, attempt);
         }).PipeTo(Self);
     }
 
@@ -170,6 +178,21 @@ public sealed partial class VmEntity : IWithTimers
         if (record?.CheckpointInterval is { } interval && vm.State != VmStates.Ended)
             Context.ActorOf(FleetCheckpointer.Props(_host, vm, interval, _recovery), "checkpointer");
         vm.Finished.Task.ContinueWith(_ => new VmFinished(), TaskScheduler.Default).PipeTo(Self);
+        if (_onRemoved is null)
+        {
+            var (self, id) = (Self, _id);
+            // A migrated copy forgotten by the drain is not a delete: the VM runs on at its target.
+            _onRemoved = removed =>
+            {
+                if (removed.Id == id && removed.MigratedTo is null && removed.Ended?.Reason != VmEndReason.Migrated) self.Tell(new VmDeleted());
+            };
+            _host.Removed += _onRemoved;
+        }
+    }
+
+    protected override void PostStop()
+    {
+        if (_onRemoved is not null) _host.Removed -= _onRemoved;
     }
 
     /// <summary>The running entity's recovery messages: checkpoints, a lost ownership, the VM's end.</summary>
@@ -180,6 +203,15 @@ public sealed partial class VmEntity : IWithTimers
             _record = c.Record;
             if (_vm is not null) _vm.Fleet = c.Record.FleetView();
         });
+        Receive<VmDeleted>(_ =>
+        {
+            if (_host.Find(_id) is not null) return; // a copy of the same id came back meanwhile (a migration back here)
+            StopCheckpointer();
+            _log.Info("VM {0} was deleted: its record and placement are forgotten", _id);
+            // Then passivated: remember-entities records the entity stopped, so the VM is not brought back anywhere.
+            FleetRecords.RemoveAsync(Context.System, _id, _recovery.ConsistencyTimeout).ContinueWith(_ => new VmForgotten(), TaskScheduler.Default).PipeTo(Self);
+        });
+        Receive<VmForgotten>(_ => Context.Parent.Tell(new Passivate(PoisonPill.Instance)));
         Receive<VmOwnershipLost>(lost =>
         {
             _fenced = true;

@@ -49,7 +49,8 @@ public static class ServeCommand
         var role = new Option<string?>("--role") { Description = "with --cluster: kvm-host (default: runs VMs) or api (API only, no /dev/kvm needed)" };
         role.AcceptOnlyFromAmong(Fleet.FleetOptions.KvmHostRole, Fleet.FleetOptions.ApiRole);
         var drainOnExit = new Option<bool>("--drain-on-exit") { Description = "with --cluster: on SIGTERM move every VM to other nodes by live migration before leaving (kvmactors.fleet.drain.on-exit-timeout)" };
-        var command = new Command("serve", "Run a VM host with an HTTP API") { socket, listen, allowRemote, config, guestDir, reportDir, snapshotDir, logLevel, cluster, seed, role, drainOnExit, new System.CommandLine.Help.HelpOption() };
+        var journal = new Option<string?>("--journal") { Description = "with --cluster: the fleet's SQLite journal file (shared by all nodes): VMs come back after a whole-cluster restart (kvmactors.fleet.journal)" };
+        var command = new Command("serve", "Run a VM host with an HTTP API") { socket, listen, allowRemote, config, guestDir, reportDir, snapshotDir, logLevel, cluster, seed, role, drainOnExit, journal, new System.CommandLine.Help.HelpOption() };
         var parsed = command.Parse(args);
         if (parsed.Errors.Count > 0)
         {
@@ -113,6 +114,12 @@ public static class ServeCommand
             Console.Error.WriteLine($"kvmactors serve: config error: {e.Message}");
             return ExitCodes.Usage;
         }
+        if (Fleet.FleetJournal.FromCommandLine(parsed.GetValue(journal), options.ConfigPath, settings, fleet, out var journalPath) is { } journalError)
+        {
+            Console.Error.WriteLine($"kvmactors serve: {journalError}");
+            return ExitCodes.Usage;
+        }
+        if (fleet is not null) fleet = fleet with { Journal = journalPath };
         // Other nodes send migrations to this node's API: over TCP when it listens there (other machines reach it), else its socket.
         fleet = fleet is null ? null : fleet with
         {

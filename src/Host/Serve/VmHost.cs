@@ -19,7 +19,8 @@ public sealed class HostedVm
     public required string Name { get; init; }
     public required int Vcpus { get; init; }
     public required ulong MemoryBytes { get; init; }
-    public required DateTimeOffset CreatedAt { get; init; }
+    /// <summary>When the VM was created; settable, since a fleet migration keeps the source's (FleetDrain).</summary>
+    public required DateTimeOffset CreatedAt { get; set; }
     public required ConsoleRing Console { get; init; }
     public required MemoryInput Input { get; init; }
     public required long CreatedTimestamp { get; init; }
@@ -458,11 +459,18 @@ public sealed class VmHost
         return done == vm.Finished.Task;
     }
 
+    /// <summary>Raised when <see cref="Remove"/> forgot a VM (the fleet forgets a deleted VM's record and placement).</summary>
+    public event Action<HostedVm>? Removed;
+
     /// <summary>Forgets an ended VM (DELETE after the stop).</summary>
     public bool Remove(HostedVm vm)
     {
         if (vm.State != VmStates.Ended) return false;
-        if (_vms.TryRemove(vm.Id, out _)) Metrics.Forget(vm.Id, vm.Ended);
+        if (_vms.TryRemove(vm.Id, out _))
+        {
+            Metrics.Forget(vm.Id, vm.Ended);
+            Removed?.Invoke(vm);
+        }
         return true;
     }
 

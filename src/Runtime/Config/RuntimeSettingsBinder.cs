@@ -28,7 +28,7 @@ public static class RuntimeSettingsBinder
         var root = new ConfigSection(withDefaults, "", file, Environment.CurrentDirectory);
         var s = Read(root.GetSection("kvmactors"));
         return new VmSettings(s.KvmDevice, s.StopTimeout, s.KickInterval, s.KickSignal,
-            new DeviceRegistry(builtInDevices, s.Assemblies, s.PluginDirectories), s.ExitsPerMessage, s.ReadSnapshots, s.VcpuThreadNice)
+            new DeviceRegistry(builtInDevices, s.Assemblies, s.PluginDirectories), s.ExitsPerMessage, s.ReadSnapshots, s.VcpuThreadNice, s.CaptureTimeout)
         {
             ReadSnapshotWait = s.ReadSnapshotWait,
         };
@@ -39,7 +39,7 @@ public static class RuntimeSettingsBinder
 
     private sealed record Values(string KvmDevice, TimeSpan StopTimeout, TimeSpan KickInterval, int KickSignal,
         IReadOnlyList<string> Assemblies, IReadOnlyList<string> PluginDirectories, int ExitsPerMessage, bool ReadSnapshots, int VcpuThreadNice,
-        TimeSpan ReadSnapshotWait);
+        TimeSpan ReadSnapshotWait, TimeSpan CaptureTimeout);
 
     private static Values Read(ConfigSection k)
     {
@@ -51,6 +51,7 @@ public static class RuntimeSettingsBinder
         var vm = k.GetSection("vm");
         var stop = vm.GetDuration("stop-timeout", min: TimeSpan.FromMilliseconds(1), max: MaxStopTimeout);
         var kick = vm.GetDuration("kick-interval", min: TimeSpan.FromMilliseconds(1), max: MaxKickInterval);
+        var capture = vm.GetDuration("capture-timeout", min: TimeSpan.FromMilliseconds(1), max: MaxStopTimeout);
         var (first, last) = OwnableRealTimeSignals();
         var signal = (int)vm.GetInteger("kick-signal", min: 0, max: 1024);
         if (signal < first || signal > last)
@@ -63,7 +64,7 @@ public static class RuntimeSettingsBinder
         var vcpu = k.GetSection("vcpu");
         var exits = (int)vcpu.GetInteger("exits-per-message", min: 1, max: MaxExitsPerMessage);
         var nice = (int)vcpu.GetInteger("thread-nice", min: 0, max: 19);
-        return new Values(kvm, stop, kick, signal, assemblies, plugins, exits, snapshots, nice, snapshotWait);
+        return new Values(kvm, stop, kick, signal, assemblies, plugins, exits, snapshots, nice, snapshotWait, capture);
     }
 
     private static void Dispatcher(ConfigSection d)

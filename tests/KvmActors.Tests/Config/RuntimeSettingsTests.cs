@@ -18,6 +18,7 @@ public sealed class RuntimeSettingsTests
     [InlineData("vm.kick-signal = 65", "kvmactors.vm.kick-signal", "real-time signal")]
     [InlineData("vm.stop-timeout = abc", "kvmactors.vm.stop-timeout", "not a duration")]
     [InlineData("vm.stop-timeout = 0s", "kvmactors.vm.stop-timeout", "out of range")]
+    [InlineData("vm.capture-timeout = 0s", "kvmactors.vm.capture-timeout", "out of range")]
     [InlineData("vm.stop-timeout = 99999999999h", "kvmactors.vm.stop-timeout", "")]
     [InlineData("vm.kick-interval = 1h", "kvmactors.vm.kick-interval", "out of range")]
     [InlineData("vcpu.exits-per-message = 0", "kvmactors.vcpu.exits-per-message", "out of range")]

@@ -7,13 +7,13 @@ using KvmActors.Tests.Snapshot;
 using KvmActors.Tests.Support;
 using Xunit;
 using Xunit.Abstractions;
-using static KvmActors.Tests.Fleet.RecoveryFleet;
+using static KvmActors.Tests.Fleet.FleetCluster;
 
 namespace KvmActors.Tests.Fleet;
 
 /// <summary>
 /// A node that dies (SIGKILL) or is cut off (SIGSTOP): its VMs come back on the others, checkpointed ones from their
-/// last checkpoint, the others booted again; three real kvm-host processes (<see cref="RecoveryFleet"/>), the one that
+/// last checkpoint, the others booted again; three real kvm-host processes (<see cref="FleetCluster"/>), the one that
 /// goes with room for 8 vCPUs so that every VM lands there, the others with 4.
 /// </summary>
 [Collection(CounterProcessesCollection.Name)]
@@ -22,25 +22,25 @@ public sealed class FleetRecoveryTests(ITestOutputHelper output)
     /// <summary>How long a VM may take to come back: detection (2 s), stable-after (2 s), the shard's move and the VM's start, on a loaded machine.</summary>
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(30);
 
-    private static string[] Counter(bool checkpointed) =>
+    internal static string[] Counter(bool checkpointed) =>
         [.. SnapshotGuests.Overrides(lines: 999999, delay: 5000, vcpus: 1), .. checkpointed ? ["guest.fleet.checkpoint-interval = 1s"] : Array.Empty<string>()];
 
     /// <summary>The counter's output from console offset <paramref name="offset"/> on (a checkpoint may fall inside a line).</summary>
-    private static string Sequence(long offset, int length) =>
+    internal static string Sequence(long offset, int length) =>
         string.Concat(Enumerable.Range(1, (int)((offset + length) / 12) + 1).Select(SnapshotGuests.Line)).Substring((int)offset, length);
 
     [KvmFact]
     public Task A_killed_node_s_checkpointed_vm_continues_from_its_checkpoint_and_its_plain_vm_reboots_and_ended_vms_stay_ended() => WithFleet(KillTest);
 
     /// <summary>Runs <paramref name="test"/> on a fresh three-node fleet; a failure shows every node's log.</summary>
-    private async Task WithFleet(Func<RecoveryFleet, Task> test)
+    private async Task WithFleet(Func<FleetCluster, Task> test)
     {
-        using var fleet = await StartAsync(4, 4, 8);
+        using var fleet = await StartRecoveryAsync(4, 4, 8);
         try { await test(fleet); }
         catch (Exception) { output.WriteLine(fleet.Logs()); throw; }
     }
 
-    private async Task KillTest(RecoveryFleet fleet)
+    private async Task KillTest(FleetCluster fleet)
     {
         var via = fleet.Nodes[0];
         // An ended guest and a stopped one on the node that will die: neither may come back.
@@ -115,7 +115,7 @@ public sealed class FleetRecoveryTests(ITestOutputHelper output)
     public Task A_node_cut_off_by_sigstop_is_downed_its_vm_comes_back_on_the_majority_and_on_sigcont_it_stops_without_writing_checkpoints() =>
         WithFleet(PartitionTest);
 
-    private async Task PartitionTest(RecoveryFleet fleet)
+    private async Task PartitionTest(FleetCluster fleet)
     {
         var via = fleet.Nodes[0];
         var saved = await via.CreateAsync(CounterServe.Conf, "checkpointed", Counter(checkpointed: true));

@@ -59,7 +59,7 @@ public sealed partial class VmActor
     private void StartCapture(SnapshotJob job)
     {
         _snapshot = job;
-        Timers.StartSingleTimer(SnapshotTimer, SnapshotTimedOut.Instance, _settings.StopTimeout);
+        Timers.StartSingleTimer(SnapshotTimer, SnapshotTimedOut.Instance, _settings.Capture);
         PauseFor(Self);
     }
 

@@ -171,7 +171,7 @@ public sealed partial class VmActor : UntypedActor, IWithTimers
                 OnDeviceStateRestored(restored);
                 break;
             case SnapshotTimedOut:
-                FailSnapshot($"the vCPUs and devices did not hand over their state within {_settings.StopTimeout}");
+                FailSnapshot($"the vCPUs and devices did not hand over their state within {_settings.Capture} (kvmactors.vm.capture-timeout)");
                 break;
 
             // live migration, source side (VmActor.Migration.cs)

@@ -14,8 +14,12 @@ public sealed record VmSettings(
     DeviceRegistry Registry,
     int ExitsPerMessage,
     bool ReadSnapshots,
-    int VcpuThreadNice = 0)
+    int VcpuThreadNice = 0,
+    TimeSpan? CaptureTimeout = null)
 {
     /// <summary>kvmactors.devices.read-snapshot-wait: how long an IN waits for writes in flight before a round trip.</summary>
     public TimeSpan ReadSnapshotWait { get; init; }
+
+    /// <summary>kvmactors.vm.capture-timeout: how long a snapshot (or a migration's last round) may take to collect the VM's state; unset: stop-timeout.</summary>
+    public TimeSpan Capture => CaptureTimeout ?? StopTimeout;
 }
