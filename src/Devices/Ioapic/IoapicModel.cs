@@ -31,12 +31,12 @@ public sealed class IoapicModel : IInterruptLines
     private const ulong Writable = 0xffff_0000_0000_0000UL | (0x1_ffffUL & ~(1UL << 12 | RemoteIrr));
 
     private readonly object _lock = new();
-    private readonly Func<MsiMessage, bool> _send;
+    private readonly Func<int, MsiMessage, bool> _send;
     private readonly ulong[] _entries = new ulong[Pins];
     private uint _select, _id, _irr, _lines;
 
-    /// <param name="send">Sends a message (the platform: IOMMU remapping, then KVM_SIGNAL_MSI).</param>
-    public IoapicModel(Func<MsiMessage, bool> send)
+    /// <param name="send">Sends pin n's message (the platform: IOMMU remapping, then KVM_SIGNAL_MSI or the pin's GSI route).</param>
+    public IoapicModel(Func<int, MsiMessage, bool> send)
     {
         _send = send;
         for (var i = 0; i < Pins; i++) _entries[i] = Masked;
@@ -131,7 +131,7 @@ public sealed class IoapicModel : IInterruptLines
             _entries[pin] = e | RemoteIrr;
         }
         else _irr &= ~bit;
-        _send(Message(e));
+        _send(pin, Message(e));
     }
 
     /// <summary>

@@ -66,6 +66,7 @@ public static class KvmIoctls
     // Split irqchip (userspace IOAPIC/PIC, local APICs in the kernel) and MSI injection.
     public static readonly uint EnableCap = Iow(0xa3, 104);
     public static readonly uint SignalMsi = Iow(0xa5, 32);
+    public static readonly uint SetGsiRouting = Iow(0x6a, 8);
 
     /// <summary>Name of a request number, for error messages.</summary>
     public static string Name(uint request) => request switch
@@ -119,6 +120,7 @@ public static class KvmIoctls
         _ when request == GetXsave2 => "KVM_GET_XSAVE2",
         _ when request == EnableCap => "KVM_ENABLE_CAP",
         _ when request == SignalMsi => "KVM_SIGNAL_MSI",
+        _ when request == SetGsiRouting => "KVM_SET_GSI_ROUTING",
         _ => $"ioctl 0x{request:x8}",
     };
 }
@@ -172,4 +174,6 @@ public enum KvmExitReason : uint
     Nmi = 16,
     InternalError = 17,
     SystemEvent = 24,
+    /// <summary>A split irqchip's local APIC took an EOI for a level-triggered vector of the userspace IOAPIC's routes (eoi.vector).</summary>
+    IoapicEoi = 26,
 }

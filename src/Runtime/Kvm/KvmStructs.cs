@@ -75,6 +75,14 @@ public struct KvmMsi
     public uint AddressLo, AddressHi, Data, Flags, DevId;
 }
 
+/// <summary>struct kvm_irq_routing_entry with an MSI (type KVM_IRQ_ROUTING_MSI = 2), 48 bytes.</summary>
+[StructLayout(LayoutKind.Sequential, Size = 48)]
+public struct KvmIrqRoutingMsiEntry
+{
+    public uint Gsi, Type, Flags, Pad;
+    public uint AddressLo, AddressHi, Data, DevId;
+}
+
 /// <summary>struct kvm_enable_cap (KVM_ENABLE_CAP), 104 bytes: cap, flags, args[4], pad[64].</summary>
 [StructLayout(LayoutKind.Sequential, Size = 104)]
 public struct KvmEnableCap

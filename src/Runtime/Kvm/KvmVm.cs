@@ -58,6 +58,26 @@ public sealed partial class KvmVm : IDisposable
         return KvmCalls.Ioctl(_fd, KvmIoctls.SignalMsi, &msi, $"MSI 0x{address:x}/0x{data:x}") > 0;
     }
 
+    /// <summary>
+    /// KVM_SET_GSI_ROUTING with MSI routes only (gsi → address, data): the whole table, replacing the old. With a split
+    /// irqchip, KVM watches the level-triggered ones among the reserved IOAPIC GSIs and exits with KVM_EXIT_IOAPIC_EOI
+    /// when a local APIC takes their EOI.
+    /// </summary>
+    public unsafe void SetMsiRouting(IReadOnlyList<(uint Gsi, ulong Address, uint Data)> routes)
+    {
+        var size = 8 + 48 * routes.Count;
+        var buffer = stackalloc byte[size];
+        new Span<byte>(buffer, size).Clear();
+        *(uint*)buffer = (uint)routes.Count;
+        var entries = (KvmIrqRoutingMsiEntry*)(buffer + 8);
+        for (var i = 0; i < routes.Count; i++)
+            entries[i] = new KvmIrqRoutingMsiEntry
+            {
+                Gsi = routes[i].Gsi, Type = 2, AddressLo = (uint)routes[i].Address, AddressHi = (uint)(routes[i].Address >> 32), Data = routes[i].Data,
+            };
+        KvmCalls.Ioctl(_fd, KvmIoctls.SetGsiRouting, buffer, $"{routes.Count} MSI route(s)");
+    }
+
     public unsafe void SetIrqLine(uint irq, bool level)
     {
         var l = new KvmIrqLevel { Irq = irq, Level = level ? 1u : 0u };

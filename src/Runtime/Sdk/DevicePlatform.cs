@@ -64,6 +64,7 @@ public sealed class DevicePlatform
     private readonly IPhysicalMemory _memory;
     private readonly Func<int, bool, bool>? _kernelLine;
     private readonly Func<MsiMessage, bool>? _signalMsi;
+    private readonly Func<int, MsiMessage, bool>? _levelPin;
     private volatile IInterruptLines? _lines;
     private volatile IIommu? _iommu;
 
@@ -71,8 +72,14 @@ public sealed class DevicePlatform
     /// <param name="kernelLine">KVM_IRQ_LINE on KVM's whole irqchip (null: none, e.g. split or no irqchip).</param>
     /// <param name="signalMsi">KVM_SIGNAL_MSI (null without local APICs in the kernel).</param>
     /// <param name="splitIrqchip">Lines go to the attached <see cref="IInterruptLines"/>.</param>
-    public DevicePlatform(IPhysicalMemory memory, Func<int, bool, bool>? kernelLine, Func<MsiMessage, bool>? signalMsi, bool splitIrqchip)
+    /// <param name="levelPin">
+    /// Delivers a level-triggered IOAPIC message on its pin's GSI route, so the kernel reports its EOI
+    /// (KVM_EXIT_IOAPIC_EOI → <see cref="EndOfInterrupt"/>); null: as any MSI (no EOI comes back).
+    /// </param>
+    public DevicePlatform(IPhysicalMemory memory, Func<int, bool, bool>? kernelLine, Func<MsiMessage, bool>? signalMsi, bool splitIrqchip,
+        Func<int, MsiMessage, bool>? levelPin = null)
     {
+        _levelPin = levelPin;
         _memory = memory;
         _kernelLine = kernelLine;
         _signalMsi = signalMsi;
@@ -123,8 +130,21 @@ public sealed class DevicePlatform
     /// </summary>
     public bool SignalUnremapped(MsiMessage msi) => _signalMsi?.Invoke(msi) == true;
 
-    /// <summary>An interrupt message the IOAPIC built from a redirection entry (remapped like any other).</summary>
-    public bool SignalIoapicMessage(MsiMessage msi) => Deliver(null, msi);
+    /// <summary>
+    /// The message the IOAPIC built from pin <paramref name="pin"/>'s redirection entry: remapped like any other; a
+    /// level-triggered result (data bit 15, after remapping: the IRTE's trigger mode) goes by the pin's GSI route so
+    /// its EOI comes back.
+    /// </summary>
+    public bool SignalIoapicMessage(int pin, MsiMessage msi)
+    {
+        if (_signalMsi is not { } signal) return false;
+        if (_iommu is { } iommu)
+        {
+            if (iommu.RemapInterrupt(null, msi) is not { } remapped) return false;
+            msi = remapped;
+        }
+        return (msi.Data & 0x8000) != 0 && _levelPin is { } level ? level(pin, msi) : signal(msi);
+    }
 
     private bool Deliver(ushort? requester, MsiMessage msi)
     {

@@ -13,7 +13,8 @@ internal static class VmPlatform
         new Memory(machine.Memory),
         machine.HasIrqchip && !machine.SplitIrqchip ? (line, level) => machine.SetIrqLine(line, level) : null,
         machine.HasIrqchip ? msi => machine.SignalMsi(msi.Address, msi.Data) : null,
-        machine.SplitIrqchip);
+        machine.SplitIrqchip,
+        machine.SplitIrqchip ? (pin, msi) => machine.DeliverLevelTriggered(pin, msi.Address, msi.Data) : null);
 
     /// <summary>Bus-master view of guest memory: RAM and ROM read, RAM written (a DMA write to ROM is dropped, as on a PC).</summary>
     private sealed class Memory(GuestMemory memory) : IPhysicalMemory

@@ -259,6 +259,29 @@ public sealed class Machine : IDisposable
         return true;
     }
 
+    private readonly object _routesLock = new();
+    private readonly Dictionary<uint, (ulong Address, uint Data)> _levelRoutes = new();
+
+    /// <summary>
+    /// A split irqchip's IOAPIC pin <paramref name="pin"/> delivers a level-triggered message: its GSI's MSI route is set
+    /// to it (KVM_SET_GSI_ROUTING when it changed) and the GSI asserted (KVM_IRQ_LINE), so that KVM reports the local
+    /// APIC's EOI for it (KVM_EXIT_IOAPIC_EOI), which KVM_SIGNAL_MSI would not. Thread-safe.
+    /// </summary>
+    public bool DeliverLevelTriggered(int pin, ulong address, uint data)
+    {
+        if (!SplitIrqchip || pin is < 0 or >= (int)IoapicPins) return false;
+        lock (_routesLock)
+        {
+            if (!_levelRoutes.TryGetValue((uint)pin, out var route) || route != (address, data))
+            {
+                _levelRoutes[(uint)pin] = (address, data);
+                Vm.SetMsiRouting(_levelRoutes.Select(r => (r.Key, r.Value.Address, r.Value.Data)).ToList());
+            }
+            Vm.SetIrqLine((uint)pin, true);
+        }
+        return true;
+    }
+
     /// <summary>KVM_SIGNAL_MSI (needs an irqchip, split or not): false when no local APIC took it, or without an irqchip.</summary>
     public bool SignalMsi(ulong address, uint data) => HasIrqchip && Vm.SignalMsi(address, data);
 
