@@ -260,6 +260,8 @@ public static class QemuCommandLine
                 return q with { PciTestdev = true };
             case "edu" when props.Count == 0:
                 return q with { Edu = true };
+            case "edu" or "pc-testdev" or "pci-testdev":
+                throw new QemuUsageException($"-device {spec}: '{parts[0]}' takes no properties here ('{props.Keys.First()}')");
             case "intel-iommu":
                 foreach (var key in props.Keys.Except(["intremap", "eim"]))
                     throw new QemuUsageException($"-device {spec}: property '{key}' not supported");
