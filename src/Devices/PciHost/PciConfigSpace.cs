@@ -13,6 +13,10 @@ public sealed class PciConfigSpace
     public const int Size = 256;
     public const int Command = 0x04, BarBase = 0x10, InterruptLine = 0x3c, InterruptPin = 0x3d;
     public const ushort CommandIo = 1, CommandMemory = 2, CommandWritable = 0x0507;
+    public const int Status = 0x06, CapabilityPointer = 0x34;
+    /// <summary>Where a function's MSI capability sits (the only capability here): ID 5, control, address lo/hi, data.</summary>
+    public const int MsiCap = 0x40, MsiControl = MsiCap + 2, MsiAddressLo = MsiCap + 4, MsiAddressHi = MsiCap + 8, MsiData = MsiCap + 12;
+    public const ushort MsiEnable = 1, Msi64Bit = 0x80;
 
     private readonly byte[] _config = new byte[Size];
     private readonly byte[] _writable = new byte[Size];
@@ -21,8 +25,22 @@ public sealed class PciConfigSpace
     public IReadOnlyList<PciBar> Bars { get; }
 
     public PciConfigSpace(ushort vendor, ushort device, uint classCode, byte revision, IReadOnlyList<PciBar> bars, byte pin = 0,
-        ushort subsystemVendor = 0, ushort subsystem = 0)
+        ushort subsystemVendor = 0, ushort subsystem = 0, bool msi = false)
     {
+        HasMsi = msi;
+        if (msi)
+        {
+            // Status bit 4: a capability list, starting at 0x34's pointer. MSI: 64-bit, one vector (MMC 0), no masking;
+            // enable and MME (which with MMC 0 only takes 0) writable, the address dword-aligned, the data 16 bits.
+            Put(Status, 2, 0x10);
+            _config[CapabilityPointer] = MsiCap;
+            Put(MsiCap, 2, 0x0005);
+            Put(MsiControl, 2, Msi64Bit);
+            Mask(MsiControl, 2, MsiEnable);
+            Mask(MsiAddressLo, 4, 0xffff_fffc);
+            Mask(MsiAddressHi, 4, 0xffff_ffff);
+            Mask(MsiData, 2, 0xffff);
+        }
         Bars = bars;
         Put(0x00, 2, vendor);
         Put(0x02, 2, device);
@@ -53,7 +71,7 @@ public sealed class PciConfigSpace
     public static PciConfigSpace For(PciFunction f)
     {
         var d = f.Declaration;
-        var space = new PciConfigSpace(d.VendorId, d.DeviceId, d.ClassCode, d.Revision, d.Bars, d.InterruptPin, d.SubsystemVendorId, d.SubsystemId);
+        var space = new PciConfigSpace(d.VendorId, d.DeviceId, d.ClassCode, d.Revision, d.Bars, d.InterruptPin, d.SubsystemVendorId, d.SubsystemId, d.Msi);
         foreach (var bar in d.Bars)
         {
             var address = f.BarAddresses[bar.Index];
@@ -66,6 +84,14 @@ public sealed class PciConfigSpace
     }
 
     public ushort CommandRegister => (ushort)Get(Command, 2);
+
+    /// <summary>Whether the function has the MSI capability.</summary>
+    public bool HasMsi { get; }
+
+    /// <summary>What the MSI capability says now (disabled for a function without one).</summary>
+    public PciMsiConfig MsiConfig() => !HasMsi
+        ? new PciMsiConfig(false, 0, 0)
+        : new PciMsiConfig((Get(MsiControl, 2) & MsiEnable) != 0, Get(MsiAddressLo, 4) | (ulong)Get(MsiAddressHi, 4) << 32, (ushort)Get(MsiData, 2));
 
     /// <summary>Up to 4 bytes at <paramref name="offset"/> (bytes past the end read 0).</summary>
     public uint Read(int offset, int size)

@@ -11,7 +11,8 @@ namespace KvmActors.Devices.PciHost;
 /// already reaches the BAR where it now is.
 /// </summary>
 /// <remarks>
-/// <para>Options: none.</para>
+/// <para>Options: <c>chipset = i440fx</c> (default; 8086:1237 at 00:00.0, QEMU's pc) or <c>q35</c> (the Q35 MCH,
+/// 8086:29c0, QEMU's q35). A function's MSI capability is published to its device as the guest writes it.</para>
 /// <para>Snapshot: CONFIG_ADDRESS and every function's configuration space (<see cref="PciHostState"/>, version 1);
 /// after a restore the bridge tells the VM where every BAR is, before the vCPUs run.</para>
 /// </remarks>
@@ -22,8 +23,9 @@ public sealed class PciHostDevice : DeviceActor
 
     public PciHostDevice(DeviceContext context) : base(context)
     {
-        context.Options.RejectUnknown();
-        _model = new PciHostModel(context.PciBus);
+        context.Options.RejectUnknown("chipset");
+        var chipset = context.Options.GetEnum("chipset", ["i440fx", "q35"], "i440fx", "a chipset");
+        _model = new PciHostModel(context.PciBus, q35: chipset == "q35");
     }
 
     protected override ulong OnRead(DeviceAccess access) => _model.Read(access.Offset, access.Size);

@@ -8,7 +8,8 @@ public sealed record PciHostState(uint Address, IReadOnlyDictionary<int, byte[]>
 /// <summary>
 /// PCI configuration mechanism #1 over bus 0 (ports 0xcf8-0xcff, offsets 0-7 of the range): CONFIG_ADDRESS
 /// (enable bit 31, bus 23:16, device 15:11, function 10:8, register 7:2) at offset 0 and CONFIG_DATA at 4-7.
-/// Device 0 is the host bridge (Intel 440FX, 8086:1237, class 0x060000, as on QEMU's pc machine); devices 1-31 are
+/// Device 0 is the host bridge (Intel 440FX, 8086:1237, class 0x060000, as on QEMU's pc machine; or with chipset q35
+/// the Q35 MCH, 8086:29c0, as on QEMU's q35 machine); devices 1-31 are
 /// the PCI functions the VM laid out. Only function 0 of each exists (header type 0, single-function).
 /// </summary>
 /// <remarks>
@@ -23,16 +24,31 @@ public sealed class PciHostModel
 {
     public const ulong AddressOffset = 0, DataOffset = 4;
     public const uint EnableBit = 0x8000_0000;
-    public const ushort BridgeVendor = 0x8086, BridgeDevice = 0x1237;
+    public const ushort BridgeVendor = 0x8086, BridgeDevice = 0x1237, Q35BridgeDevice = 0x29c0;
 
     private readonly Dictionary<int, (PciConfigSpace Space, string? Device)> _slots = new();
+    private readonly Dictionary<int, PciFunction> _functions = new();
 
     public uint Address { get; private set; }
 
-    public PciHostModel(IEnumerable<PciFunction> functions)
+    public PciHostModel(IEnumerable<PciFunction> functions, bool q35 = false)
     {
-        _slots[0] = (new PciConfigSpace(BridgeVendor, BridgeDevice, 0x060000, 0x02, []), null);
-        foreach (var f in functions) _slots[f.Slot] = (PciConfigSpace.For(f), f.DeviceName);
+        // Revision 2 on the 440FX as QEMU gives it; the MCH's revision is 0 there.
+        _slots[0] = (q35 ? new PciConfigSpace(BridgeVendor, Q35BridgeDevice, 0x060000, 0x00, [])
+                         : new PciConfigSpace(BridgeVendor, BridgeDevice, 0x060000, 0x02, []), null);
+        foreach (var f in functions)
+        {
+            _slots[f.Slot] = (PciConfigSpace.For(f), f.DeviceName);
+            _functions[f.Slot] = f;
+        }
+        PublishMsi();
+    }
+
+    /// <summary>Tell each device with an MSI capability what it says now (after a write to it, and a restore).</summary>
+    private void PublishMsi()
+    {
+        foreach (var (slot, f) in _functions)
+            if (_slots[slot].Space.HasMsi) f.Msi.Publish(_slots[slot].Space.MsiConfig());
     }
 
     /// <summary>The configuration space of the function in <paramref name="slot"/> (null: none).</summary>
@@ -64,6 +80,7 @@ public sealed class PciHostModel
         var before = f.Space.Mappings();
         f.Space.Write(Register | k, Math.Min(size, 4 - k), (uint)value);
         if (f.Device is null) return null;
+        if (f.Space.HasMsi && (Register | k) >= PciConfigSpace.MsiCap && (Register | k) < PciConfigSpace.MsiData + 2) PublishMsi();
         var after = f.Space.Mappings();
         return before.SequenceEqual(after) ? null : (f.Device, after);
     }
@@ -81,6 +98,7 @@ public sealed class PciHostModel
                 throw new DeviceStateException($"pci-host state: a function in slot {slot}, where this VM has none (the PCI devices differ)");
         foreach (var (slot, bytes) in state.Functions) _slots[slot].Space.Restore(bytes);
         Address = state.Address;
+        PublishMsi();
     }
 
     // Bits 1:0 of CONFIG_ADDRESS are reserved, but QEMU ORs them into the register offset with the data port's

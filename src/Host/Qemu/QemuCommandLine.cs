@@ -18,6 +18,18 @@ public sealed record QemuInvocation
     public (ushort Base, int Size)? DebugExit { get; init; }
     public bool PcTestdev { get; init; }
     public bool PciTestdev { get; init; }
+    /// <summary>-machine q35: the Q35 host bridge (8086:29c0) instead of the 440FX.</summary>
+    public bool Q35 { get; init; }
+    /// <summary>-machine kernel-irqchip=split: guest.irqchip = split, a userspace IOAPIC and PICs.</summary>
+    public bool SplitIrqchip { get; init; }
+    /// <summary>-device intel-iommu: a VT-d unit at 0xfed90000.</summary>
+    public bool IntelIommu { get; init; }
+    /// <summary>intel-iommu's intremap=on|off; null (auto, as QEMU): on with kernel-irqchip=split.</summary>
+    public bool? Intremap { get; init; }
+    /// <summary>What intremap comes to.</summary>
+    public bool InterruptRemapping => Intremap ?? SplitIrqchip;
+    /// <summary>-device edu: QEMU's educational PCI device.</summary>
+    public bool Edu { get; init; }
     public string Name { get; init; } = "qemu";
     /// <summary>-cpu MODEL,+f,-f,...: the guest.cpuid lines it maps to (<see cref="Runtime.Config.QemuCpuOption"/>).</summary>
     public IReadOnlyList<string> Cpuid { get; init; } = [];
@@ -49,10 +61,13 @@ public static class QemuCommandLine
           -smp N[,...]        vCPUs (maxcpus, sockets... accepted)
           -m SIZE[M|G]        RAM (default 128M)
           -device isa-debug-exit[,iobase=0xf4][,iosize=N]
-          -device pc-testdev | pci-testdev (on the PCI host bridge's bus 0, slot 1)
+          -device pc-testdev | pci-testdev | edu (PCI devices on the host bridge's bus 0, slots from 1)
+          -device intel-iommu[,intremap=on|off][,eim=off] (q35 only; intremap=on needs kernel-irqchip=split;
+                              eim=on is an error: x2APIC interrupt remapping is not built)
           -serial stdio|none|file:PATH
           -display none, -nographic, -nodefaults, -no-reboot, --no-reboot
-          -machine [pc|q35][,accel=kvm][,pit=on|off] (other accelerators are an error), -accel kvm, -enable-kvm
+          -machine [pc|q35][,accel=kvm][,pit=on|off][,kernel-irqchip=on|split] (other accelerators are an error;
+                              kernel-irqchip=off is: userspace local APICs are not built), -accel kvm, -enable-kvm
           -global kvm-pit.lost_tick_policy=... (accepted), -name NAME
           -cpu MODEL[,+F][,-F][,F=on|off][,vendor=V][,family=N][,model=N][,stepping=N]
                               host, max, qemu64, kvm64, qemu32, kvm32, Nehalem; +F must be supported by KVM
@@ -68,6 +83,8 @@ public static class QemuCommandLine
         name "isa-debug-exit", bus ISA
         name "pc-testdev", bus ISA
         name "pci-testdev", bus PCI, desc "PCI Test Device"
+        name "edu", bus PCI
+        name "intel-iommu", bus System, desc "Intel IOMMU (VT-d) DMA Remapping device"
 
         """;
 
@@ -101,7 +118,7 @@ public static class QemuCommandLine
                 case "-s": q = q with { Gdb = "tcp::1234", GdbRemote = false }; break;
                 case "-gdb": q = ParseGdb(q, Next()); break;
                 case "-S": q = q with { GdbWait = true }; break;
-                case "-machine" or "-M": CheckMachine(Next()); break;
+                case "-machine" or "-M": q = ParseMachine(q, Next()); break;
                 case "-accel":
                     var accel = Next();
                     if (accel.Split(',')[0] != "kvm") throw new QemuUsageException($"-accel {accel}: only the kvm accelerator is supported");
@@ -125,6 +142,12 @@ public static class QemuCommandLine
             }
         }
         if (q.Kernel is null) throw new QemuUsageException("no -kernel given (KvmActors runs kernels, not disk images)");
+        if (q.IntelIommu)
+        {
+            if (!q.Q35) throw new QemuUsageException("-device intel-iommu: only the q35 machine has one (-machine q35)");
+            if (q.Intremap == true && !q.SplitIrqchip)
+                throw new QemuUsageException("-device intel-iommu,intremap=on: interrupt remapping needs -machine kernel-irqchip=split (the kernel's IOAPIC cannot be remapped)");
+        }
         if (q.GdbWait && q.Gdb is null)
             throw new QemuUsageException("-S: without -s or -gdb nothing could start the CPU (KvmActors has no monitor; gdb's continue starts it)");
         return q;
@@ -149,7 +172,7 @@ public static class QemuCommandLine
         throw new QemuUsageException($"-gdb {dev}: supported are tcp:[HOST]:PORT, unix:PATH and none");
     }
 
-    private static void CheckMachine(string value)
+    private static QemuInvocation ParseMachine(QemuInvocation q, string value)
     {
         foreach (var part in value.Split(','))
         {
@@ -160,8 +183,17 @@ public static class QemuCommandLine
                     break;
                 case "accel":
                     throw new QemuUsageException($"-machine accel={val}: only the kvm accelerator is supported");
-                case "type" when val is "pc" or "q35" or "pc-i440fx" || val.StartsWith("pc-"):
+                case "type" when val is "q35" || val.StartsWith("pc-q35"):
+                    q = q with { Q35 = true };
                     break;
+                case "type" when val is "pc" or "pc-i440fx" || val.StartsWith("pc-"):
+                    q = q with { Q35 = false };
+                    break;
+                case "kernel-irqchip" when val is "on" or "split":
+                    q = q with { SplitIrqchip = val == "split" };
+                    break;
+                case "kernel-irqchip":
+                    throw new QemuUsageException($"-machine {part}: only on and split (the local APICs are always KVM's)");
                 // No firmware runs here, so nothing programs the in-kernel PIT: it stays as quiet as QEMU's pit=off
                 // (kvm-unit-tests' vmexit_ipi asks for that so no timer tick disturbs the IPI measurement).
                 case "pit" when val is "on" or "off":
@@ -170,6 +202,7 @@ public static class QemuCommandLine
                     throw new QemuUsageException($"-machine {part}: not supported");
             }
         }
+        return q;
     }
 
     private static int ParseSmp(string value)
@@ -225,10 +258,28 @@ public static class QemuCommandLine
                 return q with { PcTestdev = true };
             case "pci-testdev" when props.Count == 0:
                 return q with { PciTestdev = true };
+            case "edu" when props.Count == 0:
+                return q with { Edu = true };
+            case "edu" or "pc-testdev" or "pci-testdev":
+                throw new QemuUsageException($"-device {spec}: '{parts[0]}' takes no properties here ('{props.Keys.First()}')");
+            case "intel-iommu":
+                foreach (var key in props.Keys.Except(["intremap", "eim"]))
+                    throw new QemuUsageException($"-device {spec}: property '{key}' not supported");
+                bool? ir = props.TryGetValue("intremap", out var irText) && irText != "auto" ? OnOff(irText, "intremap", spec) : null;
+                if (props.TryGetValue("eim", out var eimText) && OnOff(eimText, "eim", spec))
+                    throw new QemuUsageException($"-device {spec}: eim=on (x2APIC interrupt remapping) is not built; use eim=off");
+                return q with { IntelIommu = true, Intremap = ir };
             default:
                 throw new QemuUsageException($"-device {spec}: '{parts[0]}' is not a device KvmActors provides (see -device help)");
         }
     }
+
+    private static bool OnOff(string text, string what, string spec) => text switch
+    {
+        "on" or "true" or "yes" => true,
+        "off" or "false" or "no" => false,
+        _ => throw new QemuUsageException($"-device {spec}: {what}={text}: expected on or off"),
+    };
 
     private static long ParseNumber(string text, string what, string spec)
     {
@@ -251,7 +302,7 @@ public static class QemuCommandLine
         sb.AppendLine("guest {");
         sb.AppendLine($"  name = {Quote(q.Name)}");
         sb.AppendLine($"  vcpus = {q.Smp}");
-        sb.AppendLine("  irqchip = true");
+        sb.AppendLine(q.SplitIrqchip ? "  irqchip = split" : "  irqchip = true");
         sb.AppendLine("  acpi = true");
         foreach (var line in q.Cpuid) sb.AppendLine($"  {line}");
         sb.AppendLine("  memory = [");
@@ -276,12 +327,21 @@ public static class QemuCommandLine
         Device(sb, "fw-cfg", "fw-cfg", ["0x510-0x511"]);
         Device(sb, "rtc", "cmos-rtc", ["0x70-0x71"]);
         Device(sb, "acpi-pm", "acpi-pm", ["0x600-0x60b"], options: "on-suspend = resume"); // QEMU wakes from S3
-        Device(sb, "pci", "pci-host", ["0xcf8-0xcff"]);
+        if (q.SplitIrqchip)
+        {
+            // The kernel keeps the local APICs; the IOAPIC (where the MADT says) and the PICs are devices.
+            Device(sb, "ioapic", "ioapic", [], ["0xfec00000-0xfec00fff"]);
+            Device(sb, "pic", "i8259", ["0x20-0x21", "0xa0-0xa1"]);
+        }
+        Device(sb, "pci", "pci-host", ["0xcf8-0xcff"], options: q.Q35 ? "chipset = q35" : null);
+        if (q.IntelIommu)
+            Device(sb, "iommu", "intel-iommu", [], ["0xfed90000-0xfed90fff"], $"intremap = {(q.InterruptRemapping ? "true" : "false")}");
         if (q.DebugExit is { } exit)
             Device(sb, "debug-exit", "debug-exit", [$"0x{exit.Base:x}-0x{exit.Base + exit.Size - 1:x}"]);
         if (q.PcTestdev)
             Device(sb, "pc-testdev", "pc-testdev", ["0xe0-0xeb", "0x2000-0x2017"], ["0xff000000-0xff00ffff"]);
         if (q.PciTestdev) sb.AppendLine("    pci-testdev.type = pci-testdev");
+        if (q.Edu) sb.AppendLine("    edu.type = edu");
         sb.AppendLine("  }");
         sb.AppendLine("}");
         return sb.ToString();
@@ -291,7 +351,7 @@ public static class QemuCommandLine
     {
         sb.AppendLine($"    {name} {{");
         sb.AppendLine($"      type = {type}");
-        sb.AppendLine($"      ports = [{string.Join(", ", ports.Select(p => $"\"{p}\""))}]");
+        if (ports.Length > 0) sb.AppendLine($"      ports = [{string.Join(", ", ports.Select(p => $"\"{p}\""))}]");
         if (mmio is not null) sb.AppendLine($"      mmio = [{string.Join(", ", mmio.Select(p => $"\"{p}\""))}]");
         if (options is not null) sb.AppendLine($"      options {{ {options} }}");
         sb.AppendLine("    }");

@@ -83,7 +83,10 @@ public static class PlatformConfig
         }
 
         // irqchip, and what it implies for memory and vCPU overrides.
-        var irqchip = guest.GetBool("irqchip", false);
+        // true: KVM's whole irqchip; split: local APICs in the kernel, IOAPIC/PIC as devices (guest.devices).
+        var irqchipText = guest.GetEnum("irqchip", ["true", "false", "on", "off", "yes", "no", "split"], "false", "a boolean or split");
+        var split = irqchipText == "split";
+        var irqchip = split || irqchipText is "true" or "on" or "yes";
         if (irqchip)
         {
             for (var i = 0; i < memory.Count; i++)
@@ -91,7 +94,7 @@ public static class PlatformConfig
                 var r = memory[i];
                 foreach (var (page, what) in new[] { (PlatformNames.LocalApicAddress, "local APIC"), (PlatformNames.IoApicAddress, "IOAPIC") })
                     if (r.GuestAddress < page + GuestMemory.PageSize && page < r.GuestAddress + r.Size)
-                        throw guest.Error($"memory[{i}].address", $"region '{r.Name}' covers the {what} page at 0x{page:x}, which the in-kernel irqchip (guest.irqchip = true) needs free: leave a hole there");
+                        throw guest.Error($"memory[{i}].address", $"region '{r.Name}' covers the {what} page at 0x{page:x}, which the irqchip (guest.irqchip = {irqchipText}) needs free: leave a hole there");
             }
             var overrides = guest.GetSection("vcpu-overrides");
             foreach (var key in overrides.Keys)
@@ -130,6 +133,7 @@ public static class PlatformConfig
             Mode = mode,
             Format = format,
             Irqchip = irqchip,
+            SplitIrqchip = split,
             Acpi = acpi,
             CpuidMask = mask,
             Cpuid = cpuidSpec,

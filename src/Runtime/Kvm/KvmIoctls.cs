@@ -63,6 +63,11 @@ public static class KvmIoctls
     public static readonly uint SetXcrs = Iow(0xa7, 392);
     public static readonly uint GetXsave2 = Ior(0xcf, 4096);
 
+    // Split irqchip (userspace IOAPIC/PIC, local APICs in the kernel) and MSI injection.
+    public static readonly uint EnableCap = Iow(0xa3, 104);
+    public static readonly uint SignalMsi = Iow(0xa5, 32);
+    public static readonly uint SetGsiRouting = Iow(0x6a, 8);
+
     /// <summary>Name of a request number, for error messages.</summary>
     public static string Name(uint request) => request switch
     {
@@ -113,6 +118,9 @@ public static class KvmIoctls
         _ when request == GetXcrs => "KVM_GET_XCRS",
         _ when request == SetXcrs => "KVM_SET_XCRS",
         _ when request == GetXsave2 => "KVM_GET_XSAVE2",
+        _ when request == EnableCap => "KVM_ENABLE_CAP",
+        _ when request == SignalMsi => "KVM_SIGNAL_MSI",
+        _ when request == SetGsiRouting => "KVM_SET_GSI_ROUTING",
         _ => $"ioctl 0x{request:x8}",
     };
 }
@@ -142,6 +150,9 @@ public enum KvmCap
     ManualDirtyLogProtect2 = 168,
     /// <summary>Answers the size in bytes of the vCPU's XSAVE area (at least 4096).</summary>
     Xsave2 = 208,
+    SignalMsi = 77,
+    /// <summary>KVM_ENABLE_CAP on the VM: local APICs in the kernel, IOAPIC and PIC in userspace (args[0]: IOAPIC pins).</summary>
+    SplitIrqchip = 121,
 }
 
 /// <summary>kvm_run.exit_reason values (KVM_EXIT_*).</summary>
@@ -163,4 +174,6 @@ public enum KvmExitReason : uint
     Nmi = 16,
     InternalError = 17,
     SystemEvent = 24,
+    /// <summary>A split irqchip's local APIC took an EOI for a level-triggered vector of the userspace IOAPIC's routes (eoi.vector).</summary>
+    IoapicEoi = 26,
 }

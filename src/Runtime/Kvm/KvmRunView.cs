@@ -44,6 +44,8 @@ public readonly ref struct KvmRunView
 
     /// <summary>KVM_EXIT_SYSTEM_EVENT: the event type (KVM_SYSTEM_EVENT_SHUTDOWN = 1, RESET = 2, CRASH = 3, ...).</summary>
     public uint SystemEventType => U32(KvmRunLayout.SystemEventType);
+    /// <summary>KVM_EXIT_IOAPIC_EOI: the vector (struct { __u8 vector; } eoi, at the union).</summary>
+    public byte EoiVector => _run[KvmRunLayout.Union];
 
     /// <summary>KVM_EXIT_DEBUG (struct kvm_debug_exit_arch on x86).</summary>
     public DebugExit Debug => new(_run);

@@ -68,6 +68,29 @@ public struct KvmIrqLevel
     public uint Level;
 }
 
+/// <summary>struct kvm_msi (KVM_SIGNAL_MSI), 32 bytes.</summary>
+[StructLayout(LayoutKind.Sequential, Size = 32)]
+public struct KvmMsi
+{
+    public uint AddressLo, AddressHi, Data, Flags, DevId;
+}
+
+/// <summary>struct kvm_irq_routing_entry with an MSI (type KVM_IRQ_ROUTING_MSI = 2), 48 bytes.</summary>
+[StructLayout(LayoutKind.Sequential, Size = 48)]
+public struct KvmIrqRoutingMsiEntry
+{
+    public uint Gsi, Type, Flags, Pad;
+    public uint AddressLo, AddressHi, Data, DevId;
+}
+
+/// <summary>struct kvm_enable_cap (KVM_ENABLE_CAP), 104 bytes: cap, flags, args[4], pad[64].</summary>
+[StructLayout(LayoutKind.Sequential, Size = 104)]
+public struct KvmEnableCap
+{
+    public uint Cap, Flags;
+    public ulong Arg0, Arg1, Arg2, Arg3;
+}
+
 /// <summary>struct kvm_cpuid_entry2.</summary>
 [StructLayout(LayoutKind.Sequential)]
 public struct KvmCpuidEntry2

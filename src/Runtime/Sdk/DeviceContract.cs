@@ -48,6 +48,12 @@ public sealed class DeviceContext
     /// </summary>
     public Action<int, bool>? DriveIrqLine { get; init; }
 
+    /// <summary>
+    /// The VM's platform: IRQ lines, MSIs and DMA through the interrupt controller and IOMMU the VM has (see
+    /// <see cref="DevicePlatform"/>); null only for a device made outside a VM (tests of a bare actor).
+    /// </summary>
+    public DevicePlatform? Platform { get; init; }
+
     /// <summary>This device's PCI function when its class is a PCI device (<see cref="IPciDevice"/>), else null.</summary>
     public PciFunction? Pci { get; init; }
     /// <summary>Every PCI function of bus 0 (for a host bridge); empty without PCI devices.</summary>

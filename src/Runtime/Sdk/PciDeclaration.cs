@@ -24,6 +24,11 @@ public sealed record PciDeclaration(ushort VendorId, ushort DeviceId, uint Class
     public byte Revision { get; init; }
     public ushort SubsystemVendorId { get; init; }
     public ushort SubsystemId { get; init; }
+    /// <summary>
+    /// An MSI capability (64-bit address, one vector, no per-vector masking) in the capability list at 0x40: the guest
+    /// programs it, the device reads it (<see cref="PciFunction.Msi"/>) and signals through <see cref="DevicePlatform"/>.
+    /// </summary>
+    public bool Msi { get; init; }
 
     /// <summary>The declaration's mistakes, one line each (empty when it is sound); the VM refuses a device with any.</summary>
     public IReadOnlyList<string> Problems()
@@ -62,7 +67,29 @@ public interface IPciDevice
 /// its declaration, and where firmware would have put each BAR (by BAR index; 0 for none), with I/O and memory
 /// decoding on. <paramref name="Irq"/>: the IOAPIC/PIC line its interrupt pin is routed to (the interrupt line register).
 /// </summary>
-public sealed record PciFunction(int Slot, string DeviceName, PciDeclaration Declaration, IReadOnlyList<ulong> BarAddresses, int Irq);
+public sealed record PciFunction(int Slot, string DeviceName, PciDeclaration Declaration, IReadOnlyList<ulong> BarAddresses, int Irq)
+{
+    /// <summary>The PCI requester ID of this function (bus 0): what an IOMMU's tables and IRTE source IDs name it by.</summary>
+    public ushort RequesterId => (ushort)(Slot << 3);
+
+    /// <summary>
+    /// The MSI capability as the guest last programmed it, published by the host bridge that owns the configuration
+    /// space and read by the device when it interrupts. Shared rather than messaged because the vCPU waits for each
+    /// configuration write (<c>WaitForWrites</c>): once it runs on, the device already sees the new value.
+    /// </summary>
+    public PciMsiSlot Msi { get; } = new();
+}
+
+/// <summary>What a function's MSI capability says now (enable, address, data).</summary>
+public sealed record PciMsiConfig(bool Enabled, ulong Address, ushort Data);
+
+/// <summary>The latest <see cref="PciMsiConfig"/> of one function; thread-safe (one writer, the host bridge).</summary>
+public sealed class PciMsiSlot
+{
+    private volatile PciMsiConfig _current = new(false, 0, 0);
+    public PciMsiConfig Current => _current;
+    public void Publish(PciMsiConfig config) => _current = config;
+}
 
 /// <summary>Where one BAR of a device decodes now.</summary>
 public readonly record struct PciBarMapping(int Bar, PciBarKind Kind, ulong Address, ulong Size)

@@ -26,6 +26,37 @@ public abstract class PciDeviceActor : DeviceActor
     /// <summary>Where the BARs decode now.</summary>
     protected IReadOnlyList<PciBarMapping> Bars => Device.Carry.PciBars!;
 
+    /// <summary>Bus-master read through the VM's IOMMU, if any (false: blocked or not memory; see <see cref="DevicePlatform.DmaRead"/>).</summary>
+    protected bool DmaRead(ulong busAddress, Span<byte> into) =>
+        Device.Platform?.DmaRead(Pci.RequesterId, busAddress, into) ?? throw new InvalidOperationException("no platform: DMA needs a VM");
+
+    /// <summary>Bus-master write through the VM's IOMMU, if any.</summary>
+    protected bool DmaWrite(ulong busAddress, ReadOnlySpan<byte> from) =>
+        Device.Platform?.DmaWrite(Pci.RequesterId, busAddress, from) ?? throw new InvalidOperationException("no platform: DMA needs a VM");
+
+    /// <summary>Whether the guest enabled this function's MSI (it has one: <see cref="PciDeclaration.Msi"/>).</summary>
+    protected bool MsiEnabled => Pci.Msi.Current.Enabled;
+
+    /// <summary>
+    /// Signal the interrupt: the programmed MSI when enabled (false if blocked), else assert INTx on the line firmware
+    /// routed the pin to. <see cref="LowerInterrupt"/> deasserts INTx.
+    /// </summary>
+    protected bool RaiseInterrupt()
+    {
+        var msi = Pci.Msi.Current;
+        if (msi.Enabled)
+            return Device.Platform?.SignalMsi(Pci.RequesterId, new MsiMessage(msi.Address, msi.Data)) == true;
+        if (Pci.Declaration.InterruptPin == 0) return false;
+        SetIrq(Pci.Irq, true);
+        return true;
+    }
+
+    /// <summary>Deassert INTx (nothing to do for an MSI, which is an edge).</summary>
+    protected void LowerInterrupt()
+    {
+        if (Pci.Declaration.InterruptPin != 0) SetIrq(Pci.Irq, false);
+    }
+
     /// <summary>A guest read of <paramref name="size"/> bytes at <paramref name="offset"/> in BAR <paramref name="bar"/>. Default: all ones.</summary>
     protected virtual ulong OnBarRead(int bar, ulong offset, int size, DeviceAccess access) => access.AllOnes;
 

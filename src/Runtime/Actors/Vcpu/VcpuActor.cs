@@ -20,7 +20,8 @@ public sealed record VcpuSetup(
     UnmappedAccessPolicy Unmapped,
     VmSettings Settings,
     VcpuProgress Progress,
-    VcpuFaults? Faults = null);
+    VcpuFaults? Faults = null,
+    Action<int>? IoapicEoi = null);
 
 /// <summary>
 /// One vCPU. Runs on its own pinned thread and loops on KVM_RUN by sending itself <see cref="RunGuest"/>,
@@ -52,7 +53,7 @@ public sealed partial class VcpuActor : UntypedActor, IVcpuExitActions
         _id = setup.Vcpu.Id;
         _maxExitsPerMessage = Math.Max(1, setup.Settings.ExitsPerMessage);
         _exits = new VcpuExitHandler(_id, setup.VcpuCount, _progress.Ports ?? setup.Ports, _progress.Mmio ?? setup.Mmio, setup.Memory.IsReadOnly, setup.Unmapped,
-            setup.Settings.ReadSnapshots, _progress, this, setup.Settings.ReadSnapshotWait);
+            setup.Settings.ReadSnapshots, _progress, this, setup.Settings.ReadSnapshotWait, setup.IoapicEoi);
     }
 
     public static Props Props(VcpuSetup setup) =>

@@ -63,6 +63,8 @@ public sealed class VcpuExitHandler
     private readonly bool _readSnapshots;
     private readonly VcpuProgress _progress;
     private readonly IVcpuExitActions _actions;
+    // A split irqchip's userspace IOAPIC takes the local APIC's EOIs of its level-triggered vectors.
+    private readonly Action<int>? _ioapicEoi;
 
     // The read this vCPU waits for: one element of a (possibly rep-string) IN, or an MMIO read.
     private PendingRead _pending;
@@ -97,9 +99,11 @@ public sealed class VcpuExitHandler
     private const int ByteWriteSlots = 64;
 
     public VcpuExitHandler(int vcpuId, int vcpuCount, PortBus ports, MmioBus mmio, Func<ulong, bool> isReadOnly,
-        UnmappedAccessPolicy unmapped, bool readSnapshots, VcpuProgress progress, IVcpuExitActions actions, TimeSpan snapshotWait = default)
+        UnmappedAccessPolicy unmapped, bool readSnapshots, VcpuProgress progress, IVcpuExitActions actions, TimeSpan snapshotWait = default,
+        Action<int>? ioapicEoi = null)
     {
         _snapshotWaitTicks = (long)(snapshotWait.TotalSeconds * System.Diagnostics.Stopwatch.Frequency);
+        _ioapicEoi = ioapicEoi;
         _id = vcpuId;
         _vcpuCount = vcpuCount;
         _ports = ports;
@@ -145,10 +149,17 @@ public sealed class VcpuExitHandler
             KvmExitReason.Hlt => ExitResult.Halted,
             KvmExitReason.Intr or KvmExitReason.IrqWindowOpen => ExitResult.Done,
             KvmExitReason.Debug => ExitResult.DebugStop(run.Debug.Dr6),
+            KvmExitReason.IoapicEoi when _ioapicEoi is { } eoi => IoapicEoi(eoi, run.EoiVector),
             var other => ExitResult.Failed(other, Explain(run)),
         };
         if (result.Outcome != ExitOutcome.AwaitingRead) Finished();
         return result;
+    }
+
+    private static ExitResult IoapicEoi(Action<int> eoi, int vector)
+    {
+        eoi(vector);
+        return ExitResult.Done;
     }
 
     /// <summary>

@@ -153,7 +153,7 @@ public sealed partial class VmActor
                 Irqchip = machine.HasIrqchip,
                 Memory = machine.Memory.Regions.Select((r, i) => new SnapshotRegion(r.Name, r.GuestAddress, r.Size, r.ReadOnly, SnapshotFiles.RegionFileName(i, r.Name))).ToList(),
                 Vcpus = job.Vcpus!,
-                Vm = VmStateIo.Capture(machine.Vm, machine.HasIrqchip),
+                Vm = VmStateIo.Capture(machine.Vm, machine.HasIrqchip && !machine.SplitIrqchip),
                 Devices = _spec.Devices.Select(d => job.Devices[d.Name]).ToList(),
             };
     }

@@ -64,6 +64,7 @@ public sealed partial class VmActor
             ?? throw new ConfigException(_spec.SourceFile, $"guest.devices.{d.Name}.type",
                 $"no device type '{d.Type}' (registered: {string.Join(", ", registry.Types.Keys.OrderBy(k => k))})"))).ToList();
         var pciBus = LayOutPci(types);
+        var platform = _platform = VmPlatform.For(kernel);
         foreach (var (d, type) in types)
         {
             var pci = pciBus.FirstOrDefault(f => f.DeviceName == d.Name);
@@ -71,8 +72,9 @@ public sealed partial class VmActor
             {
                 Name = d.Name, Type = d.Type, Options = d.Options, Ports = d.Ports, Mmio = d.Mmio, Irqs = d.Irqs,
                 Vm = Self, Machine = machine, Faults = _spec.DeviceFaults.GetValueOrDefault(d.Name),
-                DriveIrqLine = kernel.HasIrqchip ? (line, level) => kernel.SetIrqLine(line, level) : null,
-                Pci = pci, PciBus = pciBus,
+                // Every device's lines go through the platform: KVM's irqchip, or the userspace IOAPIC when split.
+                DriveIrqLine = kernel.HasIrqchip ? (line, level) => platform.SetLine(line, level) : null,
+                Pci = pci, PciBus = pciBus, Platform = platform,
             };
             var actor = Context.ActorOf(DeviceRegistry.PropsFor(type, ctx).WithDispatcher(DeviceDispatcher.ConfigPath), $"device-{d.Name}");
             Context.Watch(actor);
@@ -142,7 +144,8 @@ public sealed partial class VmActor
                 Self.Tell(new VcpuHalted(vcpu.Id));
             }
             var setup = new VcpuSetup(vcpu, vcpus.Count, _ports!, _mmio!, _machine.Memory, _spec.UnmappedIo, _settings,
-                progress, _spec.VcpuFaults.GetValueOrDefault(vcpu.Id));
+                progress, _spec.VcpuFaults.GetValueOrDefault(vcpu.Id),
+                _machine.SplitIrqchip && _platform is { } platform ? platform.EndOfInterrupt : null);
             var actor = Context.ActorOf(VcpuActor.Props(setup), $"vcpu-{vcpu.Id}");
             Context.Watch(actor);
             _vcpuActors[actor] = vcpu.Id;

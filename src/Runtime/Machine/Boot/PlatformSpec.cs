@@ -21,6 +21,11 @@ public sealed record PlatformSpec
     public string Format { get; init; } = PlatformNames.FormatFlat;
     /// <summary>KVM_CREATE_IRQCHIP + KVM_CREATE_PIT2 before the vCPUs: PIC, IOAPIC, local APICs and PIT in the kernel.</summary>
     public bool Irqchip { get; init; }
+    /// <summary>
+    /// With <see cref="Irqchip"/>: KVM_CAP_SPLIT_IRQCHIP instead of KVM_CREATE_IRQCHIP: the local APICs stay in the
+    /// kernel, the IOAPIC and PIC are userspace devices (<c>ioapic</c>, <c>i8259</c>) and there is no in-kernel PIT.
+    /// </summary>
+    public bool SplitIrqchip { get; init; }
     /// <summary>Write ACPI tables (RSDP, RSDT, XSDT, FADT, FACS, MADT, DSDT) into the BIOS area (<see cref="Acpi.AcpiLayout"/>).</summary>
     public bool Acpi { get; init; }
     /// <summary>CPUID feature names (<see cref="CpuidFeatures"/>) cleared in every vCPU's CPUID, as written (<c>cpuid.mask</c>; also in <see cref="Cpuid"/>'s Remove).</summary>

@@ -31,6 +31,10 @@ public sealed class Machine : IDisposable
     public MachineInfo Info { get; }
     /// <summary>Whether the VM has an in-kernel irqchip (PIC, IOAPIC, local APICs) and PIT.</summary>
     public bool HasIrqchip { get; private set; }
+    /// <summary>With <see cref="HasIrqchip"/>: only the local APICs are in the kernel (KVM_CAP_SPLIT_IRQCHIP); no PIC, IOAPIC or PIT there.</summary>
+    public bool SplitIrqchip { get; private set; }
+    /// <summary>The IOAPIC pins KVM reserves for a split irqchip's userspace IOAPIC (QEMU's and a PC's: 24).</summary>
+    public const uint IoapicPins = 24;
     /// <summary>What the loader put into memory (entry point, segments, Multiboot information).</summary>
     public LoadedImage? Image { get; private set; }
     /// <summary>The CPUID table each vCPU was given, by vCPU index.</summary>
@@ -99,10 +103,18 @@ public sealed class Machine : IDisposable
             // ~0.04 ms before it: kvm-floor.c, kvmactors bench density), most of a VM's create time.
             KvmPrivatePages.Set(vm, spec.Memory);
             memory = GuestMemory.Create(vm, spec.Memory);
-            var machine = new Machine(spec, kvm, vm, memory) { HasIrqchip = spec.Platform.Irqchip };
+            var machine = new Machine(spec, kvm, vm, memory) { HasIrqchip = spec.Platform.Irqchip, SplitIrqchip = spec.Platform.Irqchip && spec.Platform.SplitIrqchip };
             try
             {
-                if (spec.Platform.Irqchip)
+                if (machine.SplitIrqchip)
+                {
+                    // The in-kernel PIT needs the kernel's PIC and IOAPIC (KVM refuses KVM_CREATE_PIT2 without them),
+                    // so a split machine has none: ports 0x40-0x43 are unmapped unless a device takes them.
+                    if (vm.CheckExtension(KvmCap.SplitIrqchip) <= 0)
+                        throw new ConfigException(spec.SourceFile, "guest.irqchip", "this host's KVM has no KVM_CAP_SPLIT_IRQCHIP: use irqchip = true");
+                    vm.EnableSplitIrqchip(IoapicPins);
+                }
+                else if (spec.Platform.Irqchip)
                 {
                     vm.CreateIrqchip();
                     vm.CreatePit2();
@@ -242,10 +254,36 @@ public sealed class Machine : IDisposable
     /// </summary>
     public bool SetIrqLine(int line, bool level)
     {
-        if (!HasIrqchip) return false;
+        if (!HasIrqchip || SplitIrqchip) return false; // split: the lines are the userspace IOAPIC's (DevicePlatform)
         Vm.SetIrqLine((uint)line, level);
         return true;
     }
+
+    private readonly object _routesLock = new();
+    private readonly Dictionary<uint, (ulong Address, uint Data)> _levelRoutes = new();
+
+    /// <summary>
+    /// A split irqchip's IOAPIC pin <paramref name="pin"/> delivers a level-triggered message: its GSI's MSI route is set
+    /// to it (KVM_SET_GSI_ROUTING when it changed) and the GSI asserted (KVM_IRQ_LINE), so that KVM reports the local
+    /// APIC's EOI for it (KVM_EXIT_IOAPIC_EOI), which KVM_SIGNAL_MSI would not. Thread-safe.
+    /// </summary>
+    public bool DeliverLevelTriggered(int pin, ulong address, uint data)
+    {
+        if (!SplitIrqchip || pin is < 0 or >= (int)IoapicPins) return false;
+        lock (_routesLock)
+        {
+            if (!_levelRoutes.TryGetValue((uint)pin, out var route) || route != (address, data))
+            {
+                _levelRoutes[(uint)pin] = (address, data);
+                Vm.SetMsiRouting(_levelRoutes.Select(r => (r.Key, r.Value.Address, r.Value.Data)).ToList());
+            }
+            Vm.SetIrqLine((uint)pin, true);
+        }
+        return true;
+    }
+
+    /// <summary>KVM_SIGNAL_MSI (needs an irqchip, split or not): false when no local APIC took it, or without an irqchip.</summary>
+    public bool SignalMsi(ulong address, uint data) => HasIrqchip && Vm.SignalMsi(address, data);
 
     public void Dispose()
     {
