@@ -98,6 +98,7 @@ public static class DensityBench
             {
                 var r = await Round(host, n);
                 Console.WriteLine($"{n,5} {r.RssPerVmMib,11:0.000} {r.HeapPerVmKib,12:0.0} {r.GcPauseMs,12:0.0} {r.ThreadsPerVm,11:0.00} {r.FdsPerVm,7:0.00} {r.CreateP50,14:0.00} {r.CreateP99,14:0.00} {r.StopAllMs,12:0.0} {r.ConfigP50,14:0.00}");
+                Console.WriteLine($"{n,5} create stages, p50 ms from the previous one: " + string.Join(", ", r.Stages.Select(kv => $"{kv.Key} {kv.Value}")));
                 var o = r.ToJson(n);
                 o["gc_pause_ms_no_vm"] = Math.Round(idlePause.Wall, 2);
                 if (cycles > 0)
@@ -142,7 +143,8 @@ public static class DensityBench
         {
             var n = (int)r!["vms"]!;
             var create = (double)r["create_ms_p50"]!;
-            var config = (double)r["config_ms_p50"]!;
+            // The config part as this run's creates paid it (parse, checks, binding, admission: the "admitted" stage).
+            var config = (double?)r["create_stages_ms_p50"]?["admitted"] ?? (double)r["config_ms_p50"]!;
             if (r["kvm_floor"] is { } f)
             {
                 var fl = (double)f["create_ms_p50"]!;
@@ -172,7 +174,7 @@ public static class DensityBench
     }
 
     private sealed record Figures(double RssPerVmMib, double RssTotalPerVmMib, double ThreadsPerVm, double FdsPerVm, double CreateP50, double CreateP99, double StopAllMs, double ConfigP50,
-        int VcpuThreadsAliveAtEnd, double VcpuThreadLagMaxMs, double HeapPerVmKib, double ConsoleRingKib, double DeviceStateKib, double GcPauseMs, double GcPauseReportedMs)
+        int VcpuThreadsAliveAtEnd, double VcpuThreadLagMaxMs, double HeapPerVmKib, double ConsoleRingKib, double DeviceStateKib, double GcPauseMs, double GcPauseReportedMs, JsonObject Stages)
     {
         public JsonObject ToJson(int n) => new()
         {
@@ -186,6 +188,7 @@ public static class DensityBench
             ["gc_pause_ms"] = Math.Round(GcPauseMs, 2),
             ["gc_pause_reported_ms"] = Math.Round(GcPauseReportedMs, 2),
             ["gc_pause_target_ms"] = GcPauseTargetMs,
+            ["create_stages_ms_p50"] = Stages,
             ["threads_per_vm"] = Math.Round(ThreadsPerVm, 2),
             ["fds_per_vm"] = Math.Round(FdsPerVm, 2),
             ["create_ms_p50"] = Math.Round(CreateP50, 3),
@@ -251,24 +254,25 @@ public static class DensityBench
     }
 
     /// <summary>Creates <paramref name="n"/> density VMs one after another, each waited for until its first exit (create → first exit in ms).</summary>
-    private static async Task<(List<HostedVm> Vms, List<double> Latencies)> CreateAll(VmHost host, int n)
+    private static async Task<(List<HostedVm> Vms, List<double> Latencies)> CreateAll(VmHost host, int n, List<long>? starts = null)
     {
         var vms = new List<HostedVm>(n);
         var latencies = new List<double>(n);
         for (int i = 0; i < n; i++)
         {
+            var t0 = Stopwatch.GetTimestamp(); // before the config is parsed: the whole create, as a client's request costs it
+            starts?.Add(t0);
             var vm = host.Create(new GuestRequest(Guest, $"density-{i}", []));
             vms.Add(vm);
-            // Bounded wait for the guest's first exit (its OUT in the console ring).
-            var sw = Stopwatch.StartNew();
-            while (vm.Console.FirstWriteTimestamp is null)
+            // Bounded wait for the guest's first exit (its OUT in the console ring), woken by the ring: polling here
+            // (it once spun on Task.Yield for 5 ms) takes one of this machine's two cores from the VM being created.
+            using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30)))
             {
-                if (vm.State == VmStates.Ended) throw new InvalidOperationException($"density VM {vm.Id} ended: {vm.Ended}");
-                if (sw.Elapsed > TimeSpan.FromSeconds(30)) throw new TimeoutException($"density VM {vm.Id}: no first exit in 30 s");
-                await Task.Yield();
-                if (sw.ElapsedMilliseconds > 5) await Task.Delay(1);
+                try { await vm.Console.WaitAsync(0, timeout.Token); }
+                catch (OperationCanceledException) { throw new TimeoutException($"density VM {vm.Id}: no first exit in 30 s"); }
             }
-            latencies.Add(Stopwatch.GetElapsedTime(vm.CreatedTimestamp, vm.Console.FirstWriteTimestamp!.Value).TotalMilliseconds);
+            if (vm.Console.FirstWriteTimestamp is null) throw new InvalidOperationException($"density VM {vm.Id} ended before its first exit: {vm.Ended}");
+            latencies.Add(Stopwatch.GetElapsedTime(t0, vm.Console.FirstWriteTimestamp!.Value).TotalMilliseconds);
         }
         return (vms, latencies);
     }
@@ -304,11 +308,51 @@ public static class DensityBench
             info.HeapSizeBytes / (double)(1 << 20), info.TotalCommittedBytes / (double)(1 << 20), info.FragmentedBytes / (double)(1 << 20));
     }
 
+    /// <summary>The create stages in the order they happen (CreateTrace marks, then the first console byte).</summary>
+    private static readonly string[] StageOrder =
+        ["admitted", "vm-thread", "kvm-vm", "devices-created", "vcpu-thread", "vcpus-created", "devices-started", "vcpus-let-go", "vcpu-resumed", "first-exit"];
+
+    /// <summary>
+    /// Per stage, the median time from the previous stage (ms), over the VMs: where a create's time goes. "admitted" is
+    /// the config part (parse, checks, binding, the host's admission); "first-exit" the guest's first byte in its console.
+    /// </summary>
+    private static JsonObject Stages(List<HostedVm> vms, List<long> starts, List<(string Vm, string Stage, long Timestamp)> marks)
+    {
+        var byVm = marks.GroupBy(m => m.Vm).ToDictionary(g => g.Key, g => g.GroupBy(m => m.Stage).ToDictionary(s => s.Key, s => s.Min(m => m.Timestamp)));
+        var deltas = StageOrder.ToDictionary(s => s, _ => new List<double>());
+        for (var i = 0; i < vms.Count; i++)
+        {
+            var at = byVm.GetValueOrDefault("vm-" + vms[i].Id) ?? new Dictionary<string, long>();
+            at["admitted"] = vms[i].CreatedTimestamp;
+            if (vms[i].Console.FirstWriteTimestamp is { } first) at["first-exit"] = first;
+            var previous = starts[i];
+            foreach (var s in StageOrder)
+            {
+                if (!at.TryGetValue(s, out var t)) continue;
+                deltas[s].Add(Stopwatch.GetElapsedTime(previous, t).TotalMilliseconds);
+                previous = t;
+            }
+        }
+        var o = new JsonObject();
+        foreach (var s in StageOrder)
+            if (deltas[s].Count > 0)
+            {
+                deltas[s].Sort();
+                o[s] = Math.Round(Percentile(deltas[s], 0.5), 3);
+            }
+        return o;
+    }
+
     private static async Task<Figures> Round(VmHost host, int n)
     {
         var heap0 = LiveHeap();
         var (rss0, threads0, fds0) = ProcessFigures.Read();
-        var (vms, latencies) = await CreateAll(host, n);
+        var starts = new List<long>(n);
+        CreateTrace.Drain();
+        CreateTrace.Enabled = true;
+        var (vms, latencies) = await CreateAll(host, n, starts);
+        CreateTrace.Enabled = false;
+        var stages = Stages(vms, starts, CreateTrace.Drain());
         var (rss1, threads1, fds1) = ProcessFigures.Read();
         var heap1 = LiveHeap();
         var pause = GcPause();
@@ -348,7 +392,7 @@ public static class DensityBench
         var perVm = (rss1 - rss0) / (double)n / (1 << 20);
         return new Figures(perVm - GuestRam / (double)(1 << 20), perVm, (threads1 - threads0) / (double)n, (fds1 - fds0) / (double)n,
             Percentile(latencies, 0.5), Percentile(latencies, 0.99), stopMs, Percentile(binds, 0.5), alive.Count(a => a), lagMax,
-            (heap1 - heap0) / (double)n / 1024, ringKib, DeviceStateKib(), pause.Wall, pause.Reported);
+            (heap1 - heap0) / (double)n / 1024, ringKib, DeviceStateKib(), pause.Wall, pause.Reported, stages);
     }
 
     private static double Percentile(List<double> sorted, double p) =>
