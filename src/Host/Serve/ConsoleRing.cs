@@ -31,6 +31,9 @@ public sealed class ConsoleRing : IGuestOutput
 
     public int Capacity => _capacity;
 
+    /// <summary>The bytes the ring holds allocated now (it grows up to <see cref="Capacity"/>).</summary>
+    public int Allocated { get { lock (_gate) return _ring.Length; } }
+
     /// <summary>Every byte written so far (the offset the next byte will have).</summary>
     public long Total { get { lock (_gate) return _base + _total; } }
 

@@ -97,4 +97,14 @@ public sealed class HoconSafetyTests
         }
         finally { dir.Delete(recursive: true); }
     }
+
+    [Fact]
+    public void Hocon_parses_from_many_threads_at_once_each_get_their_own_text()
+    {
+        // One long-lived parser thread serves parses; callers that find it busy parse on a thread of their own.
+        var results = new int[64];
+        Parallel.For(0, results.Length, new ParallelOptions { MaxDegreeOfParallelism = 8 },
+            i => results[i] = HoconText.Parse($"a {{ b = {i} }}", $"t{i}.conf", Path.GetTempPath()).GetInt("a.b"));
+        Assert.Equal(Enumerable.Range(0, results.Length), results);
+    }
 }

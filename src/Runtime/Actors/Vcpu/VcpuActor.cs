@@ -61,6 +61,7 @@ public sealed partial class VcpuActor : UntypedActor, IVcpuExitActions
 
     protected override void PreStart()
     {
+        if (Vm.CreateTrace.Enabled) Vm.CreateTrace.Mark(Context.Parent.Path.Name, "vcpu-thread");
         _threadName = $"vcpu-{_id}";
         Thread.CurrentThread.Name = _threadName;
         _managedThreadId = Environment.CurrentManagedThreadId;
@@ -125,6 +126,7 @@ public sealed partial class VcpuActor : UntypedActor, IVcpuExitActions
                 Sender.Tell(new VcpuPaused(_id));
                 break;
             case ResumeVcpu:
+                if (Vm.CreateTrace.Enabled) Vm.CreateTrace.Mark(Context.Parent.Path.Name, "vcpu-resumed");
                 _progress.Paused = false;
                 if (_progress.RunDeferred)
                 {

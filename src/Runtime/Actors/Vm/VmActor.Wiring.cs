@@ -50,6 +50,7 @@ public sealed partial class VmActor
 
     private void Setup()
     {
+        CreateTrace.Mark(Self.Path.Name, "vm-thread");
         _restore?.CheckMatches(_spec);
         var kernel = _machine = _prebuilt ?? (_restore is null
             ? Machine.Create(_spec.Machine, _settings.KvmDevice)
@@ -57,6 +58,7 @@ public sealed partial class VmActor
         if (kernel.RefusedMsrs.Count > 0)
             _log.Warning("VM '{0}': this host's KVM refused saved MSR(s) {1}; the guest runs on without them", _spec.Name,
                 string.Join(", ", kernel.RefusedMsrs.Select(m => $"0x{m:x}")));
+        CreateTrace.Mark(Self.Path.Name, "kvm-vm");
         _haltPolicy = HaltPolicy.For(_spec.HaltPolicy, _spec.Machine.VcpuCount, _spec.SourceFile);
         var machine = _machine.Info;
         var registry = _settings.Registry;
@@ -99,6 +101,7 @@ public sealed partial class VmActor
         }
         _log.Info("VM '{0}' {1}: {2} vCPU(s), {3} KiB RAM, {4} device(s)", _spec.Name, _restore is null ? "created" : "restored", _spec.Machine.VcpuCount, machine.RamSize / 1024, _spec.Devices.Count);
         StartDebugger();
+        CreateTrace.Mark(Self.Path.Name, "devices-created");
         Self.Tell(new CreateVcpus(0));
     }
 
@@ -117,6 +120,7 @@ public sealed partial class VmActor
     private void DeviceStarted(IActorRef? device)
     {
         if (device is null || !_devicesStarting.Remove(device) || !DevicesStarted || _end is not null) return;
+        CreateTrace.Mark(Self.Path.Name, "devices-started");
         AnswerStartedIfReady();
         LetVcpusGo();
     }
@@ -125,6 +129,7 @@ public sealed partial class VmActor
     {
         if (!DevicesStarted || !_vcpusCreated || _end is not null) return;
         if (StartsPaused) return; // guest.gdb.wait: gdb's first continue lets them go
+        CreateTrace.Mark(Self.Path.Name, "vcpus-let-go");
         foreach (var actor in _vcpuActors.Keys) actor.Tell(new ResumeVcpu()); // the held vCPUs enter the guest
     }
 
@@ -154,6 +159,7 @@ public sealed partial class VmActor
         else
         {
             _vcpusCreated = true;
+            CreateTrace.Mark(Self.Path.Name, "vcpus-created");
             _log.Info("VM '{0}' started: {1} vCPU(s) running", _spec.Name, vcpus.Count);
             AnswerStartedIfReady();
             LetVcpusGo();
