@@ -33,12 +33,34 @@ internal static class KvmSnapshotGuests
         a.@out(dx, al);
     }
 
-    /// <summary>Run to the next exit that is not an OUT to another port than 0x3f8; the exit's I/O is left pending.</summary>
-    public static KvmExitReason RunToExit(KvmVcpu vcpu, List<byte>? output = null)
+    /// <summary>
+    /// Run to the next exit that is not an OUT to another port than 0x3f8; the exit's I/O is left pending. A guest
+    /// that never exits (on some software KVMs an instruction the emulator lacks faults into an empty IVT, and the
+    /// guest then runs forever inside KVM_RUN) is kicked out after <paramref name="timeout"/> (default 20 s) and
+    /// fails with its registers, instead of hanging the test run.
+    /// </summary>
+    public static KvmExitReason RunToExit(KvmVcpu vcpu, List<byte>? output = null, TimeSpan? timeout = null)
     {
+        const int kickSignal = 40; // the runtime's default kvmactors.vcpu.kick-signal
+        VcpuKick.PrepareThread(vcpu, kickSignal);
+        var tid = VcpuKick.CurrentNativeThreadId();
+        var timedOut = 0;
+        using var watchdog = new Timer(_ => { Volatile.Write(ref timedOut, 1); VcpuKick.Kick(vcpu, tid, kickSignal); },
+            null, timeout ?? TimeSpan.FromSeconds(20), Timeout.InfiniteTimeSpan);
         while (true)
         {
-            if (vcpu.Run() != 0) continue;
+            if (vcpu.Run() != 0)
+            {
+                VcpuKick.Consume(vcpu, kickSignal);
+                if (Volatile.Read(ref timedOut) == 1)
+                {
+                    var r = vcpu.GetRegs();
+                    var sr = vcpu.GetSregs();
+                    throw new TimeoutException($"the guest made no exit in {(timeout ?? TimeSpan.FromSeconds(20)).TotalSeconds} s: " +
+                        $"cs:ip {sr.Cs.Selector:x4}:{r.Rip:x} rax {r.Rax:x} rflags {r.Rflags:x} cr0 {sr.Cr0:x} cr4 {sr.Cr4:x}");
+                }
+                continue;
+            }
             var exit = vcpu.Exit;
             if (exit.Reason == KvmExitReason.Io && exit.Io is { IsOut: true, Port: BootTestVm.OutPort } io)
             {
