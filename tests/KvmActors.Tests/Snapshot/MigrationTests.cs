@@ -9,7 +9,8 @@ namespace KvmActors.Tests.Snapshot;
 [Collection(CounterProcessesCollection.Name)]
 public sealed class MigrationTests(ITestOutputHelper output)
 {
-    private const int Lines = 40, MigrateAfter = 5;
+    // 100 lines at the slow delay: about 5 s of guest (40 lines, 2 s, ended before a migration request reached it on a quiet CI run).
+    private const int Lines = 100, MigrateAfter = 5;
 
     [KvmFact]
     public async Task A_running_64_MiB_guest_migrated_mid_run_ends_on_the_target_with_the_whole_output_split_at_the_console_offset()
